@@ -1,0 +1,74 @@
+"""Call-level fault injection shared by the simulator's servers (error rates, latency, per-project quota)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict, deque
+
+import grpc
+
+from gkesim.errors import SimError
+from gkesim.spec import FaultSpec
+
+
+class FaultInjector:
+    """Decides, per call, whether to delay or fail it. Seeded, so a scenario replays the same faults."""
+
+    def __init__(self, spec: FaultSpec) -> None:
+        self.spec = spec
+        self._rng = random.Random(spec.seed)
+        self._lock = threading.Lock()
+        self._calls: dict[str, deque[float]] = defaultdict(deque)
+        self.injected: dict[str, int] = defaultdict(int)  # "METHOD:CODE" -> count
+
+    def latency(self, method: str) -> float:
+        """Seconds of added latency for this method (the specific entry wins over '*')."""
+        ms = self.spec.latency_ms.get(method, self.spec.latency_ms.get("*", 0.0))
+        return ms / 1000.0
+
+    def delay(self, method: str) -> None:
+        seconds = self.latency(method)
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def check(self, method: str, project: str | None = None) -> None:
+        """Raise the injected error for this call, if any; also enforces the per-project quota."""
+        if project and self.spec.quota_per_minute is not None:
+            self._check_quota(method, project)
+        rates = dict(self.spec.error_rates.get("*", {}))
+        rates.update(self.spec.error_rates.get(method, {}))
+        if not rates:
+            return
+        with self._lock:
+            roll = self._rng.random()
+        for code_name, rate in rates.items():
+            if roll < rate:
+                with self._lock:
+                    self.injected[f"{method}:{code_name}"] += 1
+                raise SimError(grpc.StatusCode[code_name], f"injected {code_name} for {method}", retry_delay=None)
+            roll -= rate
+
+    def _check_quota(self, method: str, project: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            window = self._calls[project]
+            while window and now - window[0] > 60.0:
+                window.popleft()
+            if len(window) >= self.spec.quota_per_minute:
+                self.injected[f"{method}:RESOURCE_EXHAUSTED"] += 1
+                retry = max(0.0, 60.0 - (now - window[0]))
+                raise SimError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Quota exceeded for quota metric 'Requests' of service 'container.googleapis.com' "
+                    f"for consumer 'project:{project}'",
+                    retry_delay=retry,
+                )
+            window.append(now)
+
+    def chance(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
