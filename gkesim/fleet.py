@@ -537,7 +537,7 @@ class Fleet:
             self.settle_all()
             for cluster in self.clusters.values():
                 for pool in cluster.msg.node_pools:
-                    before = self.initial_kubelet.get(f"{cluster.path}/nodePools/{pool.name}", {})
+                    before = _plain(kubelet_config("unset", self.initial_kubelet.get(f"{cluster.path}/nodePools/{pool.name}", {})))
                     now = _plain(pool.config.kubelet_config) if "kubelet_config" in pool.config else {}
                     for key, value in before.items():
                         if now.get(key) != value:
@@ -572,7 +572,7 @@ def _set_fields(msg: Any) -> list[str]:
 
 def _plain(value: Any) -> Any:
     if hasattr(type(value), "pb") and hasattr(type(value), "to_dict"):
-        return type(value).to_dict(value, preserving_proto_field_name=True, including_default_value_fields=False)
+        return type(value).to_dict(value, preserving_proto_field_name=True, always_print_fields_with_no_presence=False)
     return value
 
 

@@ -1,0 +1,76 @@
+"""The version gate: can the port setting be changed on this cluster, and on which of its pools?
+
+GKE accepts the setting only from 1.26.4-gke.500, on the control plane and on each pool being changed.
+Reasons are written for the platform engineer who has to act on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tasks.state import ClusterState, Mode
+from tasks.versions import MIN_PORT_VERSION, parse_version
+
+MIN_TEXT = "1.26.4-gke.500"
+
+
+class Eligibility(StrEnum):
+    ELIGIBLE = "eligible"
+    PARTLY_ELIGIBLE = "partly_eligible"  # some pools must be upgraded first
+    NOT_ELIGIBLE = "not_eligible"
+    SKIPPED = "skipped"  # not RUNNING: look again later
+
+
+@dataclass(frozen=True)
+class VersionGate:
+    eligibility: Eligibility
+    reasons: tuple[str, ...] = ()
+    blocked_pools: tuple[str, ...] = ()  # pools below the minimum version: left alone and reported
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "eligibility": str(self.eligibility),
+            "reasons": list(self.reasons),
+            "blocked_pools": list(self.blocked_pools),
+        }
+
+
+def _too_old(version: str) -> str | None:
+    """Why this version cannot take the setting, or None when it can."""
+    parsed = parse_version(version)
+    if parsed is None:
+        return f"its version {version!r} could not be read"
+    if parsed < MIN_PORT_VERSION:
+        return f"it runs {version}, older than {MIN_TEXT}"
+    return None
+
+
+def version_gate(state: ClusterState) -> VersionGate:
+    if state.status != "RUNNING":
+        return VersionGate(
+            Eligibility.SKIPPED, (f"cluster is {state.status}, not RUNNING: rerun once it settles",)
+        )
+    problem = _too_old(state.version)
+    if problem:
+        return VersionGate(
+            Eligibility.NOT_ELIGIBLE,
+            (
+                f"control plane cannot take the setting: {problem}; upgrade the control plane to {MIN_TEXT} or later",
+            ),
+        )
+    if state.mode is Mode.AUTOPILOT:
+        return VersionGate(Eligibility.ELIGIBLE)
+    blocked = []
+    reasons = []
+    for pool in state.pools:
+        why = _too_old(pool.version)
+        if why:
+            blocked.append(pool.name)
+            reasons.append(f"node pool {pool.name}: {why}; upgrade it to {MIN_TEXT} or later first")
+        elif pool.status not in ("RUNNING", "RUNNING_WITH_ERROR"):
+            blocked.append(pool.name)
+            reasons.append(f"node pool {pool.name} is {pool.status}, not RUNNING: rerun once it settles")
+    if blocked:
+        return VersionGate(Eligibility.PARTLY_ELIGIBLE, tuple(reasons), tuple(blocked))
+    return VersionGate(Eligibility.ELIGIBLE)

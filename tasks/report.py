@@ -1,0 +1,74 @@
+"""Reports, written for people and for programs: a JSON file, an optional CSV, and a terminal summary.
+
+JSON is written atomically (temp file, then rename) so a rollout killed mid-write never leaves half a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def counts_table(title: str, counts: Mapping[str, Mapping[str, int]]) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("value")
+    table.add_column("clusters", justify="right")
+    for group, values in counts.items():
+        for key, n in sorted(values.items()):
+            table.add_row(group, key, str(n))
+    return table
+
+
+def rows_table(title: str, rows: Iterable[Mapping[str, Any]], columns: list[str], limit: int = 60) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    for col in columns:
+        table.add_column(col)
+    rows = list(rows)
+    for row in rows[:limit]:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    if len(rows) > limit:
+        table.caption = f"{len(rows) - limit} more in the JSON report"
+    return table
+
+
+def console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False)

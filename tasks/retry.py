@@ -1,0 +1,104 @@
+"""One retry layer for Google API calls: tenacity, transient errors only, within a budget per run.
+
+The generated clients' own retries are switched off at each call (`retry=None`) so a call is retried in exactly
+one place. The budget makes an outage fail fast: once spent, the next transient error is raised at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from google.api_core import exceptions as gexc
+from google.rpc import error_details_pb2
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from config.schema import Limits
+
+T = TypeVar("T")
+
+TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.ResourceExhausted,
+    gexc.InternalServerError,
+)
+
+
+class RetryBudgetExhausted(RuntimeError):
+    """Raised in place of a transient error once the run's retries are spent."""
+
+
+class RetryBudget:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.total:
+                return False
+            self.used += 1
+            return True
+
+
+def server_retry_delay(exc: BaseException) -> float | None:
+    """The delay a server asked for (google.rpc.RetryInfo), if it gave one."""
+    for detail in getattr(exc, "details", None) or []:
+        if isinstance(detail, error_details_pb2.RetryInfo):
+            return detail.retry_delay.seconds + detail.retry_delay.nanos / 1e9
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT)
+
+
+class Caller:
+    """Runs API calls with the run's retry policy; shared by every task of a run."""
+
+    def __init__(
+        self, limits: Limits, budget: RetryBudget | None = None, sleep: Callable[[float], None] | None = None
+    ):
+        self.limits = limits
+        self.budget = budget or RetryBudget(limits.retry_budget)
+        self._sleep = sleep
+        self.retries = 0
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(limits.concurrency)  # API calls in flight, across all tasks
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_random_exponential(
+            multiplier=self.limits.backoff_initial_seconds, max=self.limits.backoff_max_seconds
+        )(state)
+        asked = server_retry_delay(state.outcome.exception()) if state.outcome else None
+        return min(max(backoff, asked or 0.0), max(self.limits.backoff_max_seconds, asked or 0.0))
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        if not is_transient(exc):
+            return False
+        if not self.budget.take():
+            return False
+        with self._lock:
+            self.retries += 1
+        return True
+
+    def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Call `fn(*args, retry=None, timeout=..., **kwargs)` and retry transient failures."""
+        kwargs.setdefault("retry", None)
+        kwargs.setdefault("timeout", self.limits.call_timeout_seconds)
+        extra = {"sleep": self._sleep} if self._sleep else {}
+        retrying = Retrying(
+            retry=retry_if_exception(self._should_retry),
+            stop=stop_after_attempt(self.limits.max_attempts),
+            wait=self._wait,
+            reraise=True,
+            **extra,
+        )
+        return retrying(self._bounded, fn, *args, **kwargs)
+
+    def _bounded(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        with self._slots:
+            return fn(*args, **kwargs)
