@@ -162,7 +162,7 @@ class Wave(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     select: Selector
     max_clusters: int | None = Field(default=None, ge=1)  # take at most this many of the matches
-    percent: float | None = Field(default=None, gt=0, le=100)  # or this share of the remaining fleet
+    percent: float | None = Field(default=None, gt=0, le=100)  # or this share of all candidates
     concurrency: int = Field(default=5, ge=1)  # clusters changed at once
     soak_seconds: float = Field(default=0.0, ge=0)
     failure_budget: int = Field(default=0, ge=0)  # halt when more clusters than this fail

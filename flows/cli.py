@@ -8,15 +8,21 @@ bad config (nothing called, nothing changed).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from config.schema import CLUSTER_PATH, ConfigError, load_config
 from flows.terminal import TerminalProgress, print_findings
 from tasks.report import console, counts_table, rows_table, write_csv
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE = 0, 1, 2
+
+# Without PREFECT_API_URL, Prefect starts a temporary local server; its first start migrates a database and can
+# take longer than Prefect's default 20 s on a busy 2-core machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 class UsageError(Exception):
@@ -86,10 +92,150 @@ def cmd_inventory(args: argparse.Namespace) -> int:
             "reasons",
         ]
         write_csv(args.csv, report["clusters"], cols)
-    if args.report:
-        out.print(f"report: {args.report}")
+    _said_report(out, args)
     done = not report["errors"] and all(c["outcome"] == "compliant" for c in report["clusters"])
     return EXIT_OK if done else EXIT_NOT_DONE
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from flows.scan import scan_flow
+
+    config_path = _validated(args)
+    with TerminalProgress():
+        report = scan_flow(config_path, args.cluster or None, args.report)
+    out = console()
+    out.print(counts_table("Scan", {"verdict": report["summary"]["verdict"]}))
+    for row in report["clusters"]:
+        out.print(
+            f"[bold]{row['cluster']}[/bold] ({row['mode']}): {row['verdict']}"
+            f" - gate {'passes' if row['gate_passes'] else 'blocked'}: {row['gate_reason']}"
+        )
+        if row["evidence"]:
+            out.print(
+                rows_table(
+                    "evidence", row["evidence"], ["node", "pool", "path", "count", "increase"], limit=12
+                )
+            )
+        for c in row["culprits"][:10]:
+            out.print(f"    culprit {c['kind']} {c['namespace']}/{c['name']} {c['field']}: {c['advice']}")
+    print_findings(out, report["errors"])
+    _said_report(out, args)
+    ok = (
+        not report["errors"]
+        and not report["not_scanned"]
+        and all(r["verdict"] == "clear" for r in report["clusters"])
+    )
+    return EXIT_OK if ok else EXIT_NOT_DONE
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from flows.plan import plan_flow
+
+    config_path = _validated(args)
+    with TerminalProgress():
+        report = plan_flow(config_path, args.cluster or None, args.report)
+    out = console()
+    for wave in report["waves"]:
+        rows = [
+            {
+                "cluster": c["cluster"],
+                "changes": [ch["level"] for ch in c["changes"]],
+                "left alone": [n["level"] + ": " + n["noop"] for n in c["left_alone"]],
+            }
+            for c in wave["clusters"]
+        ]
+        out.print(
+            rows_table(
+                f"wave {wave['name']} (concurrency {wave['concurrency']}, soak {wave['soak_seconds']}s)",
+                rows,
+                ["cluster", "changes", "left alone"],
+            )
+        )
+    if report["skipped"]:
+        out.print(rows_table("Not in any wave", report["skipped"], ["cluster", "outcome", "reason"]))
+    print_findings(out, report["errors"])
+    _said_report(out, args)
+    return EXIT_OK if not report["errors"] else EXIT_NOT_DONE
+
+
+def _rollout_summary(out: Any, report: dict[str, Any], args: argparse.Namespace) -> int:
+    out.print(
+        counts_table(report["kind"].capitalize(), {"outcome": report.get("summary", {}).get("outcome", {})})
+    )
+    todo = [
+        c for c in report["clusters"] if c["outcome"] not in ("verified", "already_compliant", "rolled_back")
+    ]
+    if todo:
+        out.print(
+            rows_table("Clusters not at the goal", todo, ["project", "location", "name", "outcome", "reason"])
+        )
+    print_findings(out, report["errors"])
+    _said_report(out, args)
+    return EXIT_OK if report["ok"] else EXIT_NOT_DONE
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from flows.rollout import rollout_flow
+    from tasks.approval import set_terminal_approver
+
+    config_path = _validated(args)
+    if not args.yes and not args.dry_run:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "approval between waves needs a terminal: pass --yes to approve every wave, "
+                "or run the rollout-wave deployment and approve in the Prefect UI"
+            )
+        set_terminal_approver(_terminal_approval)
+    with TerminalProgress():
+        report = rollout_flow(
+            config_path, args.cluster or None, args.report, args.dry_run, args.yes, args.wave or None
+        )
+    return _rollout_summary(console(), report, args)
+
+
+def _terminal_approval(wave: str, rows: Any) -> tuple[bool, str, str]:
+    answer = (
+        input(f"wave {wave} finished ({len(rows)} clusters). Start the next wave? [y/N] ").strip().lower()
+    )
+    import getpass
+
+    return answer in ("y", "yes"), getpass.getuser(), "answered on the terminal"
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from flows.verify import verify_flow
+
+    config_path = _validated(args)
+    with TerminalProgress():
+        report = verify_flow(config_path, args.cluster or None, args.report)
+    out = console()
+    out.print(counts_table("Verification", {"outcome": report["summary"]["outcome"]}))
+    drift = [c for c in report["clusters"] if c["outcome"] != "compliant"]
+    if drift:
+        out.print(rows_table("Not compliant", drift, ["cluster", "outcome", "not_disabled"]))
+    print_findings(out, report["errors"])
+    _said_report(out, args)
+    return EXIT_OK if report["ok"] else EXIT_NOT_DONE
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from flows.rollback import rollback_flow
+
+    config_path = _validated(args)
+    if not args.cluster:
+        raise UsageError("rollback needs at least one --cluster projects/P/locations/L/clusters/C")
+    if args.node_pool and len(args.cluster) != 1:
+        raise UsageError("--node-pool needs exactly one --cluster")
+    report = rollback_flow(config_path, args.cluster, args.node_pool or None, args.report, args.dry_run)
+    report.setdefault("summary", {"outcome": {}})
+    for c in report["clusters"]:
+        report["summary"]["outcome"][c["outcome"]] = report["summary"]["outcome"].get(c["outcome"], 0) + 1
+    return _rollout_summary(console(), report, args)
+
+
+def _said_report(out: Any, args: argparse.Namespace) -> None:
+    if args.report:
+        out.print(f"report: {args.report}")
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -115,6 +261,33 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--csv", help="also write a CSV of the clusters here")
     p.set_defaults(func=cmd_inventory)
+
+    p = sub.add_parser("scan", help="who still reads port 10255, and the gate verdict per cluster")
+    _common(p)
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser(
+        "plan", help="which cluster goes in which wave and what would change (changes nothing)"
+    )
+    _common(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("rollout", help="disable the port wave by wave where the gate is clear, and verify")
+    _common(p)
+    p.add_argument("--dry-run", action="store_true", help="go through everything, change nothing")
+    p.add_argument("--yes", action="store_true", help="approve every wave (no pause between waves)")
+    p.add_argument("--wave", action="append", default=[], help="run only this wave (repeatable)")
+    p.set_defaults(func=cmd_rollout)
+
+    p = sub.add_parser("verify", help="no writes: compliant, drifted or not eligible per cluster")
+    _common(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("rollback", help="set the port back to enabled on the named clusters or pools")
+    _common(p)
+    p.add_argument("--node-pool", action="append", default=[], help="only this node pool (repeatable)")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("sim", help="run the GKE fleet simulator in the foreground")
     _common(p, config_required=False)

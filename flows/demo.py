@@ -17,13 +17,14 @@ def demo(spec: FleetSpec, args: argparse.Namespace) -> int:
     out_dir = Path("reports/demo")
     with Simulator.from_spec(spec, time_scale=args.time_scale) as sim:
         config_path = write_yaml(out_dir / "config.yaml", sim_config(sim.endpoints, spec))
-        report = Path(args.report or out_dir / "inventory.json")
+        report = Path(args.report or out_dir / "rollout.json")
         print(
             f"demo: simulated fleet of {len(sim.fleet.clusters)} clusters; config {config_path}", flush=True
         )
         code = main(
             [
-                "inventory",
+                "rollout",
+                "--yes",
                 "--config",
                 str(config_path),
                 "--report",

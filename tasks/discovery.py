@@ -26,6 +26,7 @@ class Project:
     number: str
     parent: str
     labels: dict[str, str] = field(default_factory=dict)
+    ancestors: tuple[str, ...] = ()  # folders and organization above it, nearest first
 
 
 @dataclass(frozen=True)
@@ -72,22 +73,26 @@ def finding_for(scope: str, exc: BaseException, resource_manager: bool = False) 
     return Finding(scope, kind, f"{type(exc).__name__}: {message}", ACTIONS[kind])
 
 
-def _project(msg: resourcemanager_v3.Project) -> Project:
-    return Project(msg.project_id, msg.name.removeprefix("projects/"), msg.parent, dict(msg.labels))
+def _project(msg: resourcemanager_v3.Project, above: tuple[str, ...] = ()) -> Project:
+    ancestors = above or (msg.parent,)
+    return Project(msg.project_id, msg.name.removeprefix("projects/"), msg.parent, dict(msg.labels), ancestors)
 
 
-def _walk(clients: Clients, caller: Caller, parent: str, findings: list[Finding]) -> Iterable[Project]:
+def _walk(
+    clients: Clients, caller: Caller, parent: str, findings: list[Finding], above: tuple[str, ...] = ()
+) -> Iterable[Project]:
     """Projects under `parent`, recursing into folders (ListProjects is strongly consistent; search is not)."""
+    chain = (parent, *above)
     try:
         pager = caller.call(clients.projects.list_projects, request={"parent": parent})
-        projects = [_project(p) for p in pager if p.state == resourcemanager_v3.Project.State.ACTIVE]
+        projects = [_project(p, chain) for p in pager if p.state == resourcemanager_v3.Project.State.ACTIVE]
         folders = [f.name for f in caller.call(clients.folders.list_folders, request={"parent": parent})]
     except gexc.GoogleAPICallError as exc:
         findings.append(finding_for(parent, exc, resource_manager=True))
         return
     yield from projects
     for folder in folders:
-        yield from _walk(clients, caller, folder, findings)
+        yield from _walk(clients, caller, folder, findings, chain)
 
 
 def discover_projects(scope: Scope, clients: Clients, caller: Caller) -> tuple[list[Project], list[Finding]]:

@@ -39,7 +39,7 @@ class VersionGate:
 def _too_old(version: str) -> str | None:
     """Why this version cannot take the setting, or None when it can."""
     parsed = parse_version(version)
-    if parsed is None:
+    if parsed is None or parsed.is_unknown:
         return f"its version {version!r} could not be read"
     if parsed < MIN_PORT_VERSION:
         return f"it runs {version}, older than {MIN_TEXT}"

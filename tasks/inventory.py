@@ -37,7 +37,7 @@ class ClusterRecord:
     gate: VersionGate
     outcome: InventoryOutcome
     project_labels: dict[str, str] = field(default_factory=dict)
-    project_parent: str = ""
+    project_ancestors: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
@@ -83,7 +83,7 @@ class Inventory:
         cls, listed: list[ProjectClusters], findings: list[Finding], only: list[str] | None = None
     ) -> Inventory:
         records = [
-            record(c, pc.project.labels, pc.project.parent)
+            record(c, pc.project.labels, pc.project.ancestors)
             for pc in listed
             for c in pc.clusters
             if not only or c.path in only

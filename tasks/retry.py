@@ -99,6 +99,12 @@ class Caller:
         )
         return retrying(self._bounded, fn, *args, **kwargs)
 
+    def once(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """One attempt, no retry: for mutations, whose retry must first re-read what the attempt did."""
+        kwargs.setdefault("retry", None)
+        kwargs.setdefault("timeout", self.limits.call_timeout_seconds)
+        return self._bounded(fn, *args, **kwargs)
+
     def _bounded(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         with self._slots:
             return fn(*args, **kwargs)

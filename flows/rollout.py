@@ -1,0 +1,184 @@
+"""The org-wide rollout: inventory, waves, and per wave: scan, gate, disable, verify, soak, approval.
+
+The flow only passes values between steps; each step is a plain function in tasks/. A rerun reads GKE's state
+again, so what is already disabled is left alone and an operation a killed run left running is waited on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.inventory import collect_inventory, publish_inventory
+from flows.scan import scan_records
+from tasks import artifacts, progress
+from tasks.apply import Applier, OperationSlots
+from tasks.approval import ask_approval
+from tasks.inventory import ClusterRecord, Inventory
+from tasks.report import write_json
+from tasks.rollout import GOAL, ClusterRun, Outcome, disable_cluster, outside_rollout
+from tasks.runtime import runtime_for
+from tasks.scan import GateDecision, ScanResult, gate_decision
+from tasks.waves import WavePlan, assign_waves
+
+
+@task(name="disable-cluster", cache_policy=NO_CACHE)
+def disable_task(
+    config_path: str,
+    record: ClusterRecord,
+    scan: ScanResult | None,
+    wave: str,
+    dry_run: bool,
+    applier: Applier,
+) -> ClusterRun:
+    """Gate, plan, apply and verify one cluster (one operation at a time on it)."""
+    rt = runtime_for(config_path)
+    decision = gate_decision(scan, rt.config.gate) if scan else GateDecision(False, "not scanned: no verdict")
+    return disable_cluster(record, scan, decision, applier, wave, dry_run)
+
+
+def run_wave(
+    config_path: str, plan: WavePlan, applier: Applier, dry_run: bool, ph: progress.Phase
+) -> list[ClusterRun]:
+    """Scan the wave's clusters right before changing them, then change `concurrency` clusters at a time."""
+    scans = scan_records(config_path, plan.clusters)
+    runs: list[ClusterRun] = []
+
+    def one(rec: ClusterRecord) -> ClusterRun:
+        try:
+            return disable_task(config_path, rec, scans.get(rec.path), plan.wave.name, dry_run, applier)
+        finally:
+            ph.advance()
+
+    with ThreadPoolExecutor(
+        max_workers=plan.wave.concurrency, thread_name_prefix=f"wave-{plan.wave.name}"
+    ) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, one, rec) for rec in plan.clusters]
+        runs = [f.result() for f in futures]
+    return runs
+
+
+def skip_all(plan: WavePlan, reason: str) -> list[ClusterRun]:
+    return [
+        ClusterRun(r.path, str(r.state.mode), Outcome.SKIPPED, reason, wave=plan.wave.name)
+        for r in plan.clusters
+    ]
+
+
+def wave_rows(runs: list[ClusterRun]) -> list[dict[str, Any]]:
+    return [
+        {"cluster": r.cluster, "outcome": str(r.outcome), "reason": r.reason, "changes": len(r.changes)}
+        for r in runs
+    ]
+
+
+def rollout_report(
+    inv: Inventory, runs: list[ClusterRun], waves: list[dict[str, Any]], dry_run: bool
+) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[str(r.outcome)] = counts.get(str(r.outcome), 0) + 1
+    ok = not inv.findings and all(r.outcome in GOAL for r in runs)
+    return {
+        "kind": "rollout",
+        "dry_run": dry_run,
+        "ok": ok,
+        "summary": {
+            "clusters": len(runs),
+            "outcome": counts,
+            "errors": len(inv.findings),
+            "mutations": sum(1 for r in runs for c in r.changes if c.get("attempts")),
+        },
+        "waves": waves,
+        "clusters": [r.to_json() for r in sorted(runs, key=lambda r: r.cluster)],
+        "errors": [f.to_json() for f in inv.findings],
+    }
+
+
+@flow(name="rollout", task_runner=ThreadPoolTaskRunner(max_workers=32), log_prints=True)
+def rollout_flow(
+    config_path: str,
+    clusters: list[str] | None = None,
+    report_path: str | None = None,
+    dry_run: bool = False,
+    auto_approve: bool = False,
+    waves: list[str] | None = None,
+) -> dict[str, Any]:
+    """Disable the kubelet read-only port wave by wave on every eligible cluster whose gate is clear."""
+    rt = runtime_for(config_path)
+    cfg = rt.config.rollout
+    applier = Applier(rt, OperationSlots(cfg))
+    runs: list[ClusterRun] = []
+    wave_log: list[dict[str, Any]] = []
+    with artifacts.prefect_progress():
+        inv = collect_inventory(config_path, clusters)
+        publish_inventory(inv)
+        candidates = []
+        for rec in inv.records:
+            settled = outside_rollout(rec)
+            if settled:
+                runs.append(settled)
+            else:
+                candidates.append(rec)
+        plans, unassigned = assign_waves(candidates, cfg)
+        runs += [
+            ClusterRun(r.path, str(r.state.mode), Outcome.SKIPPED, "no wave selects it") for r in unassigned
+        ]
+        halted: str | None = None
+        selected = [p for p in plans if not waves or p.wave.name in waves]
+        for plan in plans:
+            entry: dict[str, Any] = {"name": plan.wave.name, "clusters": len(plan.clusters)}
+            wave_log.append(entry)
+            if plan not in selected:
+                runs += skip_all(plan, f"wave {plan.wave.name} was not selected for this run")
+                entry["status"] = "not_selected"
+                continue
+            if halted:
+                runs += skip_all(plan, halted)
+                entry["status"] = "skipped"
+                continue
+            entry["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            with progress.phase(f"wave {plan.wave.name}", len(plan.clusters)) as ph:
+                wave_runs = run_wave(config_path, plan, applier, dry_run, ph) if plan.clusters else []
+            runs += wave_runs
+            failed = [r for r in wave_runs if r.outcome in (Outcome.FAILED, Outcome.IN_FLIGHT)]
+            entry.update(
+                {
+                    "status": "done",
+                    "failed": len(failed),
+                    "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "outcome": {
+                        str(o): sum(1 for r in wave_runs if r.outcome is o)
+                        for o in {r.outcome for r in wave_runs}
+                    },
+                }
+            )
+            artifacts.table(f"wave-{plan.wave.name}", wave_rows(wave_runs), f"Wave {plan.wave.name}")
+            if len(failed) > plan.wave.failure_budget:
+                halted = (
+                    f"rollout halted: wave {plan.wave.name} had {len(failed)} failed cluster(s), more than its "
+                    f"failure budget of {plan.wave.failure_budget}"
+                )
+                entry["status"] = "halted"
+                continue
+            remaining = [p for p in selected if p is not plan and selected.index(p) > selected.index(plan)]
+            if remaining and plan.clusters and not dry_run:
+                if plan.wave.soak_seconds:
+                    time.sleep(plan.wave.soak_seconds)
+                approval = ask_approval(plan.wave.name, wave_rows(wave_runs), auto_approve)
+                entry["approval"] = approval
+                if not approval["approved"]:
+                    halted = f"rollout halted: wave {plan.wave.name} was not approved ({approval.get('comment') or 'no comment'})"
+    report = rollout_report(inv, runs, wave_log, dry_run)
+    artifacts.markdown(
+        "rollout-summary", artifacts.summary_markdown("Rollout", {"outcome": report["summary"]["outcome"]})
+    )
+    if report_path:
+        write_json(report_path, report)
+    return report

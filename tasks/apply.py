@@ -1,0 +1,217 @@
+"""Executing one planned change on GKE and waiting for its operation, safely.
+
+Safety comes from reading before writing: before every send, wait out any operation already running on the
+cluster (ours from a killed run, or someone else's), read the level again, and send only if it still differs,
+built from the level's CURRENT whole kubelet config with one field changed. A mutation is never retried blindly:
+a timeout may mean it landed, so the loop re-reads instead.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import container_v1
+
+from config.schema import Rollout
+from tasks.plan import Change, current_kubelet, current_port, with_port
+from tasks.retry import is_transient
+from tasks.runtime import Runtime
+from tasks.state import ClusterState, Level, cluster_state, kubelet_from_dict
+
+DONE = container_v1.Operation.Status.DONE
+_TARGET = re.compile(r"/(?:locations|zones)/([^/]+)/clusters/([^/]+)")
+
+
+class OperationTimeout(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"operation {name} did not finish in time; it is left running")
+        self.name = name
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def split_path(path: str) -> tuple[str, str, str]:
+    parts = path.split("/")
+    return parts[1], parts[3], parts[5]
+
+
+def region_of(location: str) -> str:
+    return location if location.count("-") < 2 else location.rsplit("-", 1)[0]
+
+
+class OperationSlots:
+    """Bounds on GKE operations in flight: the whole run, each project, each region."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self._global = threading.BoundedSemaphore(rollout.operations_in_flight)
+        self._project: dict[str, threading.BoundedSemaphore] = defaultdict(
+            lambda: threading.BoundedSemaphore(rollout.operations_per_project)
+        )
+        self._region: dict[str, threading.BoundedSemaphore] = defaultdict(
+            lambda: threading.BoundedSemaphore(rollout.operations_per_region)
+        )
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, project: str, location: str) -> Iterator[None]:
+        with self._lock:
+            proj, region = self._project[project], self._region[region_of(location)]
+        with self._global, proj, region:
+            yield
+
+
+@dataclass
+class ChangeResult:
+    level: str
+    before: str
+    after: str
+    status: str  # applied | already | dry_run | failed | in_flight
+    operation: str | None = None
+    started: str | None = None
+    ended: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    sent: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+
+class Applier:
+    """Runs changes for one run; `sleep` is injectable so tests need not wait."""
+
+    def __init__(
+        self, rt: Runtime, slots: OperationSlots, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.rt = rt
+        self.cfg = rt.config.rollout
+        self.slots = slots
+        self.sleep = sleep
+
+    # ----- reads ----------------------------------------------------------------------------------------------
+
+    def read(self, path: str) -> ClusterState:
+        project = split_path(path)[0]
+        msg = self.rt.caller.call(self.rt.clients.container.get_cluster, name=path)
+        return cluster_state(project, msg)
+
+    def running_operations(self, path: str) -> list[str]:
+        """Names of operations not yet DONE on this cluster (from any caller, any earlier run)."""
+        project, location, name = split_path(path)
+        resp = self.rt.caller.call(
+            self.rt.clients.container.list_operations, parent=f"projects/{project}/locations/{location}"
+        )
+        running = []
+        for op in resp.operations:
+            m = _TARGET.search(op.target_link or op.self_link)
+            if op.status != DONE and m and m.group(1) == location and m.group(2) == name:
+                running.append(f"projects/{project}/locations/{location}/operations/{op.name}")
+        return running
+
+    def wait(self, op_name: str) -> container_v1.Operation:
+        """Poll an operation until DONE, backing off, until the per-operation timeout."""
+        deadline = time.monotonic() + self.cfg.operation_timeout_seconds
+        delay = self.cfg.operation_poll_seconds
+        while True:
+            op = self.rt.caller.call(self.rt.clients.container.get_operation, name=op_name)
+            if op.status == DONE:
+                return op
+            if time.monotonic() + delay > deadline:
+                raise OperationTimeout(op_name)
+            self.sleep(delay)
+            delay = min(delay * 1.5, max(self.cfg.operation_poll_seconds, 30.0))
+
+    def settle(self, path: str) -> None:
+        for name in self.running_operations(path):
+            self.wait(name)
+
+    # ----- writes ---------------------------------------------------------------------------------------------
+
+    def _send(self, path: str, level: str, kubelet: container_v1.NodeKubeletConfig) -> container_v1.Operation:
+        container = self.rt.clients.container
+        caller = self.rt.caller
+        if level.startswith(Level.NODE_POOL.value + "/"):
+            request = container_v1.UpdateNodePoolRequest(
+                name=f"{path}/nodePools/{level.split('/', 1)[1]}", kubelet_config=kubelet
+            )
+            return caller.once(container.update_node_pool, request=request)
+        if level == Level.CLUSTER_DEFAULT.value:
+            update = container_v1.ClusterUpdate(desired_node_kubelet_config=kubelet)
+        else:
+            update = container_v1.ClusterUpdate(desired_node_pool_auto_config_kubelet_config=kubelet)
+        return caller.once(
+            container.update_cluster, request=container_v1.UpdateClusterRequest(name=path, update=update)
+        )
+
+    def apply(self, change: Change, dry_run: bool = False) -> ChangeResult:
+        result = ChangeResult(
+            change.level, str(change.before), str(change.after), "dry_run" if dry_run else "failed"
+        )
+        if dry_run:
+            result.sent = change.kubelet
+            return result
+        project, location, _ = split_path(change.cluster)
+        op_failures = 0
+        transient_failures = 0
+        while True:
+            try:
+                self.settle(change.cluster)  # never two operations on one cluster
+                state = self.read(change.cluster)
+            except OperationTimeout as exc:
+                result.status, result.operation, result.error = "in_flight", exc.name, str(exc)
+                return result
+            if current_port(state, change.level) is change.after:
+                result.status = "applied" if result.attempts else "already"
+                result.ended = result.ended or now_iso()
+                return result
+            if (
+                op_failures > self.cfg.operation_retries
+                or transient_failures > self.rt.config.limits.max_attempts
+            ):
+                return result
+            sent = with_port(current_kubelet(state, change.level), change.after)
+            result.sent = sent
+            result.attempts += 1
+            result.started = now_iso()
+            try:
+                with self.slots.slot(project, location):
+                    op = self._send(change.cluster, change.level, kubelet_from_dict(sent))
+                    result.operation = f"projects/{project}/locations/{location}/operations/{op.name}"
+                    done = self.wait(result.operation)
+            except OperationTimeout as exc:
+                result.status, result.error = "in_flight", str(exc)
+                return result
+            except gexc.FailedPrecondition as exc:  # another operation started first: wait for it, re-read
+                result.error = f"{type(exc).__name__}: {exc.message}"
+                transient_failures += 1
+                self.sleep(self.cfg.operation_poll_seconds)
+                continue
+            except gexc.GoogleAPICallError as exc:
+                result.error = f"{type(exc).__name__}: {exc.message}"
+                if not is_transient(exc):
+                    return result
+                transient_failures += 1
+                self.sleep(
+                    min(
+                        self.rt.config.limits.backoff_max_seconds,
+                        self.rt.config.limits.backoff_initial_seconds * 2**transient_failures,
+                    )
+                )
+                continue
+            result.ended = now_iso()
+            if done.error and done.error.code:
+                op_failures += 1
+                result.error = f"operation {done.name} failed: {done.error.message or done.status_message}"
+                continue
+            result.error = None

@@ -1,0 +1,117 @@
+"""Reads from a cluster's Kubernetes API: nodes by pool, a node's /metrics and /configz, pods and ConfigMaps.
+
+Responses are taken raw (`_preload_content=False`): metrics are streamed through the line filter instead of
+buffered, and object lists are read as the API's own JSON, which is what the culprit finder matches on.
+Every failure is turned into words a platform engineer can act on (which permission, which endpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from tasks.metrics import NodeReading, read_node_metrics
+
+POOL_LABEL = "cloud.google.com/gke-nodepool"
+CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    pool: str
+
+
+class KubeReadError(Exception):
+    """A read that failed, with the reason in words (never containing the bearer token)."""
+
+
+def explain(exc: BaseException, what: str) -> str:
+    """Why a Kubernetes read failed, naming the permission, certificate or endpoint problem."""
+    if isinstance(exc, ApiException):
+        if exc.status == 403:
+            return (
+                f"{what}: forbidden (403); the caller needs IAM container.nodes.proxy "
+                "(Kubernetes RBAC get on nodes/proxy) to read a node through the API server"
+            )
+        if exc.status == 401:
+            return f"{what}: unauthorized (401); the token was refused"
+        return f"{what}: HTTP {exc.status} {exc.reason}"
+    text = str(exc)
+    if isinstance(exc, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
+        return f"{what}: TLS verification failed: the API server's certificate does not match the cluster CA"
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or "timed out" in text.lower():
+        return f"{what}: timed out"
+    if isinstance(exc, urllib3.exceptions.MaxRetryError | urllib3.exceptions.NewConnectionError):
+        return f"{what}: endpoint unreachable"
+    return f"{what}: {type(exc).__name__}"
+
+
+def _timeout(seconds: float) -> tuple[float, float]:
+    return (min(10.0, seconds), seconds)
+
+
+def list_nodes(api: k8s.ApiClient, timeout: float) -> list[Node]:
+    resp = k8s.CoreV1Api(api).list_node(_preload_content=False, _request_timeout=_timeout(timeout))
+    items = json.loads(resp.data).get("items", [])
+    return [Node(i["metadata"]["name"], i["metadata"].get("labels", {}).get(POOL_LABEL, "")) for i in items]
+
+
+def _stream(resp: urllib3.HTTPResponse) -> Iterator[bytes]:
+    try:
+        yield from resp.stream(CHUNK)
+    finally:
+        resp.release_conn()
+
+
+def read_metrics(api: k8s.ApiClient, node: str, timeout: float, max_bytes: int) -> NodeReading:
+    """One node's kubelet_http_requests_total through the API server proxy (port 10250 on the node)."""
+    try:
+        resp = k8s.CoreV1Api(api).connect_get_node_proxy_with_path(
+            node, "metrics", _preload_content=False, _request_timeout=_timeout(timeout)
+        )
+        return read_node_metrics(_stream(resp), max_bytes)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        return NodeReading(error=explain(exc, f"node {node} /metrics"))
+
+
+def read_configz(api: k8s.ApiClient, node: str, timeout: float) -> dict[str, Any]:
+    resp = k8s.CoreV1Api(api).connect_get_node_proxy_with_path(
+        node, "configz", _preload_content=False, _request_timeout=_timeout(timeout)
+    )
+    return json.loads(resp.data)
+
+
+def readonly_port(configz: dict[str, Any]) -> int:
+    """The running kubelet's read-only port; 0 or absent means closed."""
+    return int((configz.get("kubeletconfig") or {}).get("readOnlyPort") or 0)
+
+
+def list_all(api: k8s.ApiClient, kind: str, timeout: float, page: int = 500) -> list[dict[str, Any]]:
+    """Every Pod or ConfigMap in every namespace, as the API's JSON, paged."""
+    core = k8s.CoreV1Api(api)
+    fn = {"Pod": core.list_pod_for_all_namespaces, "ConfigMap": core.list_config_map_for_all_namespaces}[kind]
+    items: list[dict[str, Any]] = []
+    token = None
+    while True:
+        kwargs: dict[str, Any] = {
+            "limit": page,
+            "_preload_content": False,
+            "_request_timeout": _timeout(timeout),
+        }
+        if token:
+            kwargs["_continue"] = token
+        body = json.loads(fn(**kwargs).data)
+        for item in body.get("items", []):
+            item.setdefault("kind", kind)
+            items.append(item)
+        token = (body.get("metadata") or {}).get("continue")
+        if not token:
+            return items

@@ -1,0 +1,245 @@
+"""The seed's Autopilot probe: a DaemonSet that reads each node's kubelet /metrics on the secure port 10250.
+
+Autopilot grants no nodes/proxy, so usage is read from inside: a ServiceAccount with only `get` on
+`nodes/metrics`, a DaemonSet printing the kubelet_http_requests_total lines, and its pods' logs. Every object
+carries a name unique to the run, and everything it creates, the cluster-scoped role and binding included, is
+deleted when the probe ends, fails or is interrupted (`cleanup_all` covers threads cut short by a signal).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from tasks.kube import _timeout
+from tasks.metrics import ProbeLog, parse_probe_log_lines
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "portcullis", "app.kubernetes.io/name": "portcullis-probe"}
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "gke-", "gmp-", "portcullis-probe-")
+
+
+def probe_objects(name: str, image: str, interval: int) -> dict[str, dict[str, Any]]:
+    """The probe's five objects, as the seed's manifest with a unique name and a hardened pod."""
+    labels = {**MANAGED_BY, "app": name}
+    meta = {"name": name, "labels": labels}
+    script = (
+        'while true; do curl -s --cacert "${CA_CERT}" -H "Authorization: Bearer $(cat ${TOKEN_FILE})" '
+        f'"https://${{NODE_ADDRESS}}:10250/metrics" | grep kubelet_http_requests_total; sleep {interval}; done'
+    )
+    return {
+        "namespace": {"apiVersion": "v1", "kind": "Namespace", "metadata": meta},
+        "cluster_role": {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta,
+            "rules": [{"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]}],
+        },
+        "binding": {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": name}],
+        },
+        "service_account": {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {**meta, "namespace": name},
+        },
+        "daemonset": {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {**meta, "namespace": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "automountServiceAccountToken": True,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 65534,
+                            "runAsGroup": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": "metrics-printer",
+                                "image": image,
+                                "command": ["sh", "-c"],
+                                "args": [script],
+                                "env": [
+                                    {
+                                        "name": "CA_CERT",
+                                        "value": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+                                    },
+                                    {
+                                        "name": "TOKEN_FILE",
+                                        "value": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                                    },
+                                    {
+                                        "name": "NODE_ADDRESS",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}},
+                                    },
+                                ],
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "privileged": False,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "10Mi"},
+                                    "limits": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "10Mi"},
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+    }
+
+
+class ProbeError(Exception):
+    pass
+
+
+_active: dict[str, Probe] = {}
+_active_lock = threading.Lock()
+
+
+class Probe:
+    def __init__(self, api: k8s.ApiClient, cluster: str, image: str, interval: int, timeout: float) -> None:
+        self.api = api
+        self.cluster = cluster
+        self.name = f"portcullis-probe-{secrets.token_hex(4)}"
+        self.interval = interval
+        self.timeout = timeout
+        self.objects = probe_objects(self.name, image, interval)
+        self.created: list[str] = []
+
+    # creation and deletion ------------------------------------------------------------------------------------
+
+    def create(self) -> None:
+        with _active_lock:
+            _active[f"{self.cluster}/{self.name}"] = self
+        core, rbac, apps = (
+            k8s.CoreV1Api(self.api),
+            k8s.RbacAuthorizationV1Api(self.api),
+            k8s.AppsV1Api(self.api),
+        )
+        o, t = self.objects, _timeout(self.timeout)
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("namespace", lambda: core.create_namespace(o["namespace"], _request_timeout=t)),
+            ("cluster_role", lambda: rbac.create_cluster_role(o["cluster_role"], _request_timeout=t)),
+            ("binding", lambda: rbac.create_cluster_role_binding(o["binding"], _request_timeout=t)),
+            (
+                "service_account",
+                lambda: core.create_namespaced_service_account(
+                    self.name, o["service_account"], _request_timeout=t
+                ),
+            ),
+            (
+                "daemonset",
+                lambda: apps.create_namespaced_daemon_set(self.name, o["daemonset"], _request_timeout=t),
+            ),
+        ]
+        for key, create in steps:
+            create()
+            self.created.append(key)
+
+    def delete(self) -> list[str]:
+        """Delete whatever was created, cluster-scoped objects included; return what could not be deleted."""
+        core, rbac = k8s.CoreV1Api(self.api), k8s.RbacAuthorizationV1Api(self.api)
+        t = _timeout(min(self.timeout, 30.0))
+        deleters = {
+            "binding": lambda: rbac.delete_cluster_role_binding(self.name, _request_timeout=t),
+            "cluster_role": lambda: rbac.delete_cluster_role(self.name, _request_timeout=t),
+            "namespace": lambda: core.delete_namespace(
+                self.name, _request_timeout=t
+            ),  # takes its objects along
+        }
+        left = []
+        for key in ("binding", "cluster_role", "namespace"):
+            if key not in self.created:
+                continue
+            try:
+                deleters[key]()
+            except ApiException as exc:
+                if exc.status != 404:
+                    left.append(f"{key} {self.name}: HTTP {exc.status}")
+            except Exception as exc:  # noqa: BLE001 - keep deleting the rest, report what stayed
+                left.append(f"{key} {self.name}: {type(exc).__name__}")
+        with _active_lock:
+            _active.pop(f"{self.cluster}/{self.name}", None)
+        return left
+
+    # reading ----------------------------------------------------------------------------------------------------
+
+    def pods(self) -> list[dict[str, Any]]:
+        resp = k8s.CoreV1Api(self.api).list_namespaced_pod(
+            self.name,
+            label_selector=f"app={self.name}",
+            _preload_content=False,
+            _request_timeout=_timeout(30),
+        )
+        import json
+
+        return json.loads(resp.data).get("items", [])
+
+    def wait_running(self, expected: int, sleep: Callable[[float], None] = time.sleep) -> list[str]:
+        """Wait until `expected` pods run; raise ProbeError naming how many never started."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            pods = self.pods()
+            running = [
+                p["metadata"]["name"] for p in pods if (p.get("status") or {}).get("phase") == "Running"
+            ]
+            if len(running) >= expected:
+                return running
+            if time.monotonic() > deadline:
+                raise ProbeError(
+                    f"probe pods did not start: {len(running)} of {expected} running after "
+                    f"{self.timeout:.0f}s (image pull, quota or admission?)"
+                )
+            sleep(min(2.0, self.timeout / 10))
+
+    def read(self, pods: list[str]) -> ProbeLog:
+        core = k8s.CoreV1Api(self.api)
+        lines: list[str] = []
+        for pod in pods:
+            text = core.read_namespaced_pod_log(
+                pod, self.name, container="metrics-printer", tail_lines=200, _request_timeout=_timeout(30)
+            )
+            lines.extend(f"[pod/{pod}/metrics-printer] {line}" for line in text.splitlines())
+        return parse_probe_log_lines(lines)
+
+
+def cleanup_all() -> list[str]:
+    """Delete every probe still registered (a run interrupted mid-scan); return what could not be deleted."""
+    with _active_lock:
+        probes = list(_active.values())
+    left: list[str] = []
+    for probe in probes:
+        left.extend(probe.delete())
+    return left
+
+
+def has_real_workload(pods: list[dict[str, Any]]) -> bool:
+    """Is there at least one non-DaemonSet workload outside system namespaces? (the seed's precondition)"""
+    for pod in pods:
+        ns = pod.get("metadata", {}).get("namespace", "")
+        if ns.startswith(SYSTEM_NAMESPACES):
+            continue
+        owners = pod.get("metadata", {}).get("ownerReferences") or []
+        if not any(o.get("kind") == "DaemonSet" for o in owners):
+            return True
+    return False
