@@ -12,6 +12,7 @@ import itertools
 import math
 import re
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -179,6 +180,7 @@ class Fleet:
         self.folders: dict[str, SimFolder] = {}
         self.projects: dict[str, SimProject] = {}
         self.clusters: dict[str, SimCluster] = {}
+        self._by_project: dict[str, list[SimCluster]] = defaultdict(list)
         self.operations: dict[str, SimOperation] = {}
         self.journal: list[JournalEntry] = []
         self.invariants = Invariants()
@@ -191,16 +193,23 @@ class Fleet:
     def _build(self, spec: FleetSpec) -> None:
         for folder in spec.folders:
             name = f"folders/{folder.id}"
-            self.folders[name] = SimFolder(name, folder.parent or self.organization, folder.display_name or name)
+            self.folders[name] = SimFolder(
+                name, folder.parent or self.organization, folder.display_name or name
+            )
         for i, proj in enumerate(spec.projects):
             number = proj.number or 100000000000 + i
             self.projects[proj.id] = SimProject(
-                proj.id, number, proj.parent or self.organization, proj.display_name or proj.id,
-                proj.state, dict(proj.labels),
+                proj.id,
+                number,
+                proj.parent or self.organization,
+                proj.display_name or proj.id,
+                proj.state,
+                dict(proj.labels),
             )
             for cspec in proj.clusters:
                 cluster = self._build_cluster(proj.id, cspec)
                 self.clusters[cluster.path] = cluster
+                self._by_project[proj.id].append(cluster)
 
     def _build_cluster(self, project: str, spec: ClusterSpec) -> SimCluster:
         autopilot = spec.mode == "autopilot"
@@ -221,7 +230,9 @@ class Fleet:
         msg.release_channel.channel = container_v1.ReleaseChannel.Channel[spec.release_channel]
         msg.autoscaling.enable_node_autoprovisioning = spec.nap or autopilot
         if not autopilot and spec.default_port != "unset":
-            msg.node_pool_defaults.node_config_defaults.node_kubelet_config = kubelet_config(spec.default_port)
+            msg.node_pool_defaults.node_config_defaults.node_kubelet_config = kubelet_config(
+                spec.default_port
+            )
         if (autopilot or spec.nap) and spec.autoconfig_port != "unset":
             msg.node_pool_auto_config.node_kubelet_config = kubelet_config(spec.autoconfig_port)
         if spec.nap and spec.autoconfig_port != "unset":
@@ -229,7 +240,9 @@ class Fleet:
                 spec.autoconfig_port == "enabled"
             )
         pools = spec.pools or [PoolSpec(name="default-pool" if not autopilot else "default-pool")]
-        cluster = SimCluster(project, spec.location, msg, {}, {}, list(spec.agents), spec.workloads, dict(spec.labels))
+        cluster = SimCluster(
+            project, spec.location, msg, {}, {}, list(spec.agents), spec.workloads, dict(spec.labels)
+        )
         for pspec in pools:
             pool = container_v1.NodePool(
                 name=pspec.name,
@@ -247,19 +260,22 @@ class Fleet:
             base = {"clean": 0, "in_use": 40, "used_before": 120}[pspec.usage]
             rate = pspec.rate_per_minute if pspec.usage == "in_use" else 0.0
             cluster.usage[pspec.name] = (base, rate)
-            cluster.nodes[pspec.name] = [self._new_node(cluster, pspec.name, i, 0.0) for i in range(pspec.nodes)]
+            open_ = self._port_open(cluster, pspec.name)
+            cluster.nodes[pspec.name] = [
+                self._new_node(cluster, pspec.name, i, 0.0, open_) for i in range(pspec.nodes)
+            ]
         if msg.node_pools and "kubelet_config" in msg.node_pools[0].config:
             msg.node_config.kubelet_config = msg.node_pools[0].config.kubelet_config
         return cluster
 
-    def _new_node(self, cluster: SimCluster, pool: str, index: int, at: float) -> SimNode:
+    def _new_node(self, cluster: SimCluster, pool: str, index: int, at: float, port_open: bool) -> SimNode:
         digest = hashlib.sha1(f"{cluster.path}/{pool}/{at}".encode()).hexdigest()[:8]
         base, rate = cluster.usage.get(pool, (0, 0.0))
         return SimNode(
             name=f"gke-{cluster.msg.name}-{pool}-{digest}-{index:04d}"[:63],
             pool=pool,
             booted_at=at,
-            port_open=self._port_open(cluster, pool),
+            port_open=port_open,
             readonly_base=base if at == 0.0 else 0,
             readonly_rate=rate,
         )
@@ -288,7 +304,9 @@ class Fleet:
         proj = self.projects.get(project_id)
         if proj is None:
             # Google answers 403 for projects that do not exist or that the caller cannot see.
-            raise SimError(grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource project {project_id}.")
+            raise SimError(
+                grpc.StatusCode.PERMISSION_DENIED, f"Permission denied on resource project {project_id}."
+            )
         return proj
 
     def check_project_access(self, project_id: str) -> None:
@@ -318,14 +336,16 @@ class Fleet:
             self._settle(cluster)
             return cluster
 
-    def list_clusters(self, project_id: str, location: str = "-") -> tuple[list[container_v1.Cluster], list[str]]:
+    def list_clusters(
+        self, project_id: str, location: str = "-"
+    ) -> tuple[list[container_v1.Cluster], list[str]]:
         """Clusters of a project (deep copies) and the zones that did not answer."""
         with self.lock:
             self.check_project_access(project_id)
             missing = list(self.spec.faults.missing_zones.get(project_id, []))
             out = []
-            for cluster in self.clusters.values():
-                if cluster.project != project_id or (location != "-" and cluster.location != location):
+            for cluster in self._by_project.get(project_id, ()):
+                if location != "-" and cluster.location != location:
                     continue
                 if cluster.location in missing:
                     continue
@@ -335,6 +355,8 @@ class Fleet:
 
     def get_operation(self, name: str) -> container_v1.Operation:
         with self.lock:
+            if name.startswith("projects/"):
+                self.check_project_access(name.split("/")[1])
             op = self.operations.get(name)
             if op is None:
                 raise SimError(grpc.StatusCode.NOT_FOUND, f"Operation {name} not found.")
@@ -362,22 +384,39 @@ class Fleet:
             fields = set(detail)
             supported = {"desired_node_kubelet_config", "desired_node_pool_auto_config_kubelet_config"}
             if not fields:
-                raise self._refuse("UpdateCluster", path, detail, grpc.StatusCode.INVALID_ARGUMENT,
-                                   "Cluster.update must set one desired_* field.")
+                raise self._refuse(
+                    "UpdateCluster",
+                    path,
+                    detail,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "Cluster.update must set one desired_* field.",
+                )
             if fields - supported:
-                raise self._refuse("UpdateCluster", path, detail, grpc.StatusCode.UNIMPLEMENTED,
-                                   f"gkesim does not simulate {sorted(fields - supported)}.")
+                raise self._refuse(
+                    "UpdateCluster",
+                    path,
+                    detail,
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"gkesim does not simulate {sorted(fields - supported)}.",
+                )
             self._precheck(cluster, "UpdateCluster", path, detail, cluster.msg.current_master_version)
             if "desired_node_kubelet_config" in fields:
                 if cluster.autopilot:
                     raise self._refuse(
-                        "UpdateCluster", path, detail, grpc.StatusCode.INVALID_ARGUMENT,
+                        "UpdateCluster",
+                        path,
+                        detail,
+                        grpc.StatusCode.INVALID_ARGUMENT,
                         "Setting node_pool_defaults.node_config_defaults.node_kubelet_config is not allowed on "
                         "GKE Autopilot clusters; use desired_node_pool_auto_config_kubelet_config.",
                     )
                 new = update.desired_node_kubelet_config
                 current = cluster.msg.node_pool_defaults.node_config_defaults.node_kubelet_config
-                duplicate = _same(current, new) if "node_kubelet_config" in cluster.msg.node_pool_defaults.node_config_defaults else False
+                duplicate = (
+                    _same(current, new)
+                    if "node_kubelet_config" in cluster.msg.node_pool_defaults.node_config_defaults
+                    else False
+                )
 
                 def effect(at: float, new=new) -> None:
                     cluster.msg.node_pool_defaults.node_config_defaults.node_kubelet_config = new
@@ -397,7 +436,9 @@ class Fleet:
                 duration = self.spec.timings.update_cluster
                 if cluster.autopilot:
                     duration += self.spec.timings.autopilot_per_node * sum(1 for _ in cluster.all_nodes())
-            return self._start(cluster, "UPDATE_CLUSTER", "UpdateCluster", detail, duration, effect, duplicate)
+            return self._start(
+                cluster, "UPDATE_CLUSTER", "UpdateCluster", detail, duration, effect, duplicate
+            )
 
     def update_node_pool(self, request: container_v1.UpdateNodePoolRequest) -> container_v1.Operation:
         with self.lock:
@@ -409,12 +450,22 @@ class Fleet:
             cluster = self.cluster(cluster_path)
             detail = {k: _plain(getattr(request, k)) for k in _set_fields(request) if k != "name"}
             if cluster.autopilot:
-                raise self._refuse("UpdateNodePool", pool_path, detail, grpc.StatusCode.INVALID_ARGUMENT,
-                                   "Node pools of GKE Autopilot clusters are managed by Autopilot and cannot be updated.")
+                raise self._refuse(
+                    "UpdateNodePool",
+                    pool_path,
+                    detail,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "Node pools of GKE Autopilot clusters are managed by Autopilot and cannot be updated.",
+                )
             pool = cluster.pool(pool_name)
             if "kubelet_config" not in request:
-                raise self._refuse("UpdateNodePool", pool_path, detail, grpc.StatusCode.UNIMPLEMENTED,
-                                   "gkesim simulates only kubelet_config node pool updates.")
+                raise self._refuse(
+                    "UpdateNodePool",
+                    pool_path,
+                    detail,
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    "gkesim simulates only kubelet_config node pool updates.",
+                )
             self._precheck(cluster, "UpdateNodePool", pool_path, detail, pool.version)
             new = request.kubelet_config
             duplicate = "kubelet_config" in pool.config and _same(pool.config.kubelet_config, new)
@@ -427,33 +478,66 @@ class Fleet:
 
             nodes = len(cluster.nodes.get(pool_name, []))
             duration = self.spec.timings.update_node_pool + self.spec.timings.per_node * nodes
-            return self._start(cluster, "UPGRADE_NODES", "UpdateNodePool", detail, duration, effect, duplicate,
-                               pool=pool_name, target=pool_path)
+            return self._start(
+                cluster,
+                "UPGRADE_NODES",
+                "UpdateNodePool",
+                detail,
+                duration,
+                effect,
+                duplicate,
+                pool=pool_name,
+                target=pool_path,
+            )
 
     def _precheck(self, cluster: SimCluster, method: str, target: str, detail: dict, version: str) -> None:
         if cluster.op is not None:
             self.invariants.conflicts.append(
                 {"at": self.now(), "method": method, "target": target, "running": cluster.op.msg.name}
             )
-            raise self._refuse(method, target, detail, grpc.StatusCode.FAILED_PRECONDITION,
-                               f"Cluster is running incompatible operation {cluster.op.msg.name}.")
+            raise self._refuse(
+                method,
+                target,
+                detail,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Cluster is running incompatible operation {cluster.op.msg.name}.",
+            )
         if cluster.msg.status != container_v1.Cluster.Status.RUNNING:
-            raise self._refuse(method, target, detail, grpc.StatusCode.FAILED_PRECONDITION,
-                               f"Cluster {cluster.path} is {cluster.msg.status.name}; it must be RUNNING.")
+            raise self._refuse(
+                method,
+                target,
+                detail,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"Cluster {cluster.path} is {cluster.msg.status.name}; it must be RUNNING.",
+            )
         if not supports_port_setting(version):
             raise self._refuse(
-                method, target, detail, grpc.StatusCode.INVALID_ARGUMENT,
+                method,
+                target,
+                detail,
+                grpc.StatusCode.INVALID_ARGUMENT,
                 f"insecure_kubelet_readonly_port_enabled requires GKE version 1.26.4-gke.500 or later; "
                 f"{target} runs {version}.",
             )
 
-    def _refuse(self, method: str, target: str, detail: dict, code: grpc.StatusCode, message: str) -> SimError:
+    def _refuse(
+        self, method: str, target: str, detail: dict, code: grpc.StatusCode, message: str
+    ) -> SimError:
         self.journal.append(JournalEntry(self.now(), method, target, detail, f"refused {code.name}"))
         return SimError(code, message)
 
-    def _start(self, cluster: SimCluster, op_type: str, method: str, detail: dict, duration: float,
-               effect: Callable[[float], None], duplicate: bool, pool: str | None = None,
-               target: str | None = None) -> container_v1.Operation:
+    def _start(
+        self,
+        cluster: SimCluster,
+        op_type: str,
+        method: str,
+        detail: dict,
+        duration: float,
+        effect: Callable[[float], None],
+        duplicate: bool,
+        pool: str | None = None,
+        target: str | None = None,
+    ) -> container_v1.Operation:
         now = self.now()
         op_id = f"operation-{int(self.EPOCH + now) * 1000}-{next(self._ids):08x}"
         faults = self.spec.faults
@@ -481,7 +565,9 @@ class Fleet:
         cluster.msg.status = container_v1.Cluster.Status.RECONCILING
         if pool:
             cluster.pool(pool).status = container_v1.NodePool.Status.RECONCILING
-        self.journal.append(JournalEntry(now, method, target or cluster.path, detail, f"accepted {op_id}", duplicate))
+        self.journal.append(
+            JournalEntry(now, method, target or cluster.path, detail, f"accepted {op_id}", duplicate)
+        )
         return container_v1.Operation.deserialize(container_v1.Operation.serialize(msg))
 
     def _settle(self, cluster: SimCluster) -> None:
@@ -489,7 +575,10 @@ class Fleet:
         if op is None or self.now() < op.end_at:
             return
         if op.fails:
-            op.msg.error = status_pb2.Status(code=13, message="Internal error while updating nodes: timed out waiting for node to become ready.")
+            op.msg.error = status_pb2.Status(
+                code=13,
+                message="Internal error while updating nodes: timed out waiting for node to become ready.",
+            )
             op.msg.status_message = op.msg.error.message
         else:
             op.effect(op.end_at)
@@ -507,12 +596,18 @@ class Fleet:
 
     def _recreate(self, cluster: SimCluster, pool: str, at: float) -> None:
         old = cluster.nodes.get(pool, [])
-        fresh = [self._new_node(cluster, pool, i, at) for i in range(len(old))]
+        open_ = self._port_open(cluster, pool)
+        fresh = [self._new_node(cluster, pool, i, at, open_) for i in range(len(old))]
         for node in fresh:
             if node.in_use and not node.port_open:
                 self.invariants.breakage.append(
-                    {"at": at, "cluster": cluster.path, "pool": pool, "node": node.name,
-                     "why": "port 10255 closed while a workload on the node still reads it"}
+                    {
+                        "at": at,
+                        "cluster": cluster.path,
+                        "pool": pool,
+                        "node": node.name,
+                        "why": "port 10255 closed while a workload on the node still reads it",
+                    }
                 )
         cluster.nodes[pool] = fresh
 
@@ -537,12 +632,22 @@ class Fleet:
             self.settle_all()
             for cluster in self.clusters.values():
                 for pool in cluster.msg.node_pools:
-                    before = _plain(kubelet_config("unset", self.initial_kubelet.get(f"{cluster.path}/nodePools/{pool.name}", {})))
+                    before = _plain(
+                        kubelet_config(
+                            "unset", self.initial_kubelet.get(f"{cluster.path}/nodePools/{pool.name}", {})
+                        )
+                    )
                     now = _plain(pool.config.kubelet_config) if "kubelet_config" in pool.config else {}
                     for key, value in before.items():
                         if now.get(key) != value:
-                            lost.append({"pool": f"{cluster.path}/nodePools/{pool.name}", "setting": key,
-                                         "before": value, "after": now.get(key)})
+                            lost.append(
+                                {
+                                    "pool": f"{cluster.path}/nodePools/{pool.name}",
+                                    "setting": key,
+                                    "before": value,
+                                    "after": now.get(key),
+                                }
+                            )
         return lost
 
     def invariant_report(self) -> dict[str, Any]:
@@ -572,7 +677,9 @@ def _set_fields(msg: Any) -> list[str]:
 
 def _plain(value: Any) -> Any:
     if hasattr(type(value), "pb") and hasattr(type(value), "to_dict"):
-        return type(value).to_dict(value, preserving_proto_field_name=True, always_print_fields_with_no_presence=False)
+        return type(value).to_dict(
+            value, preserving_proto_field_name=True, always_print_fields_with_no_presence=False
+        )
     return value
 
 

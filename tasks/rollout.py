@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from tasks.apply import Applier, ChangeResult
+from tasks.apply import Applier, ChangeResult, OperationTimeout
 from tasks.eligibility import Eligibility, version_gate
 from tasks.inventory import ClusterRecord, InventoryOutcome
 from tasks.plan import Noop, changes, plan_cluster
@@ -92,6 +92,13 @@ def disable_cluster(
     )
     if not decision.passes:
         run.outcome, run.reason = Outcome.BLOCKED, decision.reason
+        return run
+    try:
+        applier.settle(
+            rec.path
+        )  # an operation already running (a killed run's, or someone else's) ends first
+    except OperationTimeout as exc:
+        run.outcome, run.reason = Outcome.IN_FLIGHT, str(exc)
         return run
     state = applier.read(rec.path)  # plan from GKE's state now, not from the inventory's
     gate = version_gate(state)

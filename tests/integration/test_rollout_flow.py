@@ -1,0 +1,171 @@
+"""The rollout, verify and rollback flows end to end, and a rollout killed mid-wave and started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from google.cloud import container_v1
+
+from tests.integration.helpers import path
+
+P, Q = "flow-dev", "flow-prod"
+FLEET = {
+    "organization": "444444444444",
+    "timings": {"update_cluster": 30, "update_node_pool": 30, "per_node": 15},
+    "projects": [
+        {
+            "id": P,
+            "labels": {"env": "dev"},
+            "clusters": [
+                {
+                    "name": f"d{i}",
+                    "pools": [{"name": "a", "kubelet": {"pod_pids_limit": 2048}}, {"name": "b", "nodes": 1}],
+                }
+                for i in range(4)
+            ]
+            + [{"name": "reader", "agents": ["telegraf"], "pools": [{"name": "a", "usage": "in_use"}]}],
+        },
+        {
+            "id": Q,
+            "labels": {"env": "prod"},
+            "clusters": [{"name": f"p{i}", "mode": "autopilot" if i % 2 else "standard"} for i in range(4)],
+        },
+    ],
+}
+ROLLOUT = {"operation_poll_seconds": 0.05, "operation_timeout_seconds": 30}
+
+
+def mutations(sim):
+    return [e for e in sim.fleet.journal if e.method in ("UpdateCluster", "UpdateNodePool")]
+
+
+def test_rollout_waves_then_verify_drift_then_rollback(make_sim, write_config, prefect_api, tmp_path) -> None:
+    from flows.rollback import rollback_flow
+    from flows.rollout import rollout_flow
+    from flows.verify import verify_flow
+
+    sim = make_sim(FLEET, time_scale=0.005)
+    waves = [
+        {"name": "canary", "select": {"projects": [P]}, "max_clusters": 1, "concurrency": 1},
+        {"name": "dev", "select": {"project_labels": {"env": "dev"}}, "concurrency": 3},
+        {"name": "prod", "select": {"all": True}, "concurrency": 4},
+    ]
+    cfg = str(write_config(sim, rollout={**ROLLOUT, "waves": waves}, scan={"window_seconds": 0.5}))
+    report = rollout_flow(cfg, report_path=str(tmp_path / "r.json"), auto_approve=True)
+    outcomes = {c["name"]: c["outcome"] for c in report["clusters"]}
+    assert outcomes["reader"] == "blocked"
+    assert all(outcomes[f"d{i}"] == "verified" for i in range(4))
+    assert all(outcomes[f"p{i}"] == "verified" for i in range(4))
+    assert [w["name"] for w in report["waves"]] == ["canary", "dev", "prod"]
+    assert [w["clusters"] for w in report["waves"]] == [1, 4, 4]
+    assert all(w["approval"]["by"] == "auto_approve" for w in report["waves"][:2])
+    assert report["ok"] is False  # one cluster is blocked
+    canary = next(c for c in report["clusters"] if c.get("wave") == "canary")
+    assert canary["name"] == "d0" and canary["changes"][0]["started"]
+    assert json.loads((tmp_path / "r.json").read_text())["summary"] == report["summary"]
+    inv = sim.fleet.invariant_report()
+    assert (
+        inv["conflicts"] == []
+        and inv["breakage"] == []
+        and inv["duplicates"] == []
+        and inv["lost_settings"] == []
+    )
+    assert inv["accepted"] == 4 * 3 + 2 * 2 + 2, (
+        "exactly the needed mutations: 3 per dev cluster, 2 per prod standard, 1 per autopilot"
+    )
+
+    # Rerun: reads GKE's state and does nothing new.
+    before = len(mutations(sim))
+    again = rollout_flow(cfg, auto_approve=True)
+    assert len(mutations(sim)) == before
+    assert {c["outcome"] for c in again["clusters"] if c["name"] != "reader"} == {"already_compliant"}
+
+    # Drift: someone re-enables a pool by hand.
+    sim.fleet.update_node_pool(
+        container_v1.UpdateNodePoolRequest(
+            name=path(P, "d1") + "/nodePools/b",
+            kubelet_config=container_v1.NodeKubeletConfig(insecure_kubelet_readonly_port_enabled=True),
+        )
+    )
+    sim.fleet.clock._t0 -= 1000 * sim.fleet.clock.time_scale  # let that operation finish
+    drift = verify_flow(cfg)
+    d1 = next(c for c in drift["clusters"] if c["cluster"] == path(P, "d1"))
+    assert d1["outcome"] == "drifted" and d1["not_disabled"] == {"node_pool/b": "enabled"}
+    assert drift["ok"] is False
+
+    # Rollback one pool of one cluster.
+    back = rollback_flow(cfg, [path(P, "d2")], ["a"])
+    assert back["clusters"][0]["outcome"] == "rolled_back", back
+    pool = sim.fleet.clusters[path(P, "d2")].pool("a")
+    assert pool.config.kubelet_config.insecure_kubelet_readonly_port_enabled is True
+    assert pool.config.kubelet_config.pod_pids_limit == 2048
+    assert back["clusters"][0]["verification"]["nodes"][0]["read_only_port"] == 10255
+
+
+def test_failure_budget_halts_later_waves(make_sim, write_config, prefect_api) -> None:
+    from flows.rollout import rollout_flow
+
+    fleet = {**FLEET, "faults": {"failing_operation_rate": 1.0}}
+    sim = make_sim(fleet, time_scale=0.005)
+    waves = [
+        {
+            "name": "first",
+            "select": {"projects": [P]},
+            "max_clusters": 2,
+            "concurrency": 2,
+            "failure_budget": 0,
+        },
+        {"name": "second", "select": {"all": True}},
+    ]
+    cfg = str(
+        write_config(
+            sim, rollout={**ROLLOUT, "operation_retries": 0, "waves": waves}, scan={"window_seconds": 0.3}
+        )
+    )
+    report = rollout_flow(cfg, auto_approve=True)
+    assert report["waves"][0]["status"] == "halted"
+    second = [c for c in report["clusters"] if c.get("wave") == "second"]
+    assert second and all(c["outcome"] == "skipped" and "halted" in c["reason"] for c in second)
+    assert {c["outcome"] for c in report["clusters"] if c.get("wave") == "first"} == {"failed"}
+
+
+def test_killed_rollout_resumes_without_duplicates(make_sim, write_config, prefect_api, tmp_path) -> None:
+    sim = make_sim(FLEET, time_scale=0.02)
+    cfg = write_config(
+        sim,
+        rollout={
+            **ROLLOUT,
+            "operation_timeout_seconds": 60,
+            "waves": [{"name": "all", "select": {"all": True}, "concurrency": 3}],
+        },
+        scan={"window_seconds": 0.3},
+    )
+    cmd = [sys.executable, "-m", "flows.cli", "rollout", "--yes", "--config", str(cfg)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while len([e for e in mutations(sim) if e.result.startswith("accepted")]) < 4:
+        assert proc.poll() is None, "the rollout ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    running = [o for o in sim.fleet.operations.values() if o.msg.status != container_v1.Operation.Status.DONE]
+    killed_at = len(mutations(sim))
+
+    report = tmp_path / "resume.json"
+    done = subprocess.run([*cmd, "--report", str(report)], capture_output=True, text=True, timeout=300)
+    data = json.loads(report.read_text())
+    outcomes = {c["name"]: c["outcome"] for c in data["clusters"]}
+    assert outcomes.pop("reader") == "blocked"
+    assert set(outcomes.values()) == {"verified"} | ({"already_compliant"} & set(outcomes.values())), outcomes
+    assert done.returncode == 1  # the blocked cluster keeps the exit status at 1
+    inv = sim.fleet.invariant_report()
+    assert inv["conflicts"] == [], "the resumed run waited on operations in flight instead of colliding"
+    assert inv["duplicates"] == [], "nothing already applied was sent again"
+    assert inv["accepted"] == 4 * 3 + 2 * 2 + 2
+    assert killed_at >= 4 and running is not None

@@ -1,0 +1,149 @@
+"""The usage scan and its verdicts against the simulator: every scenario yields the right verdict and evidence."""
+
+from __future__ import annotations
+
+from tasks.scan import Scanner, Verdict, gate_decision
+from tests.integration.helpers import by_name, inventory, path, runtime
+
+FAST = {
+    "window_seconds": 0.6,
+    "request_timeout_seconds": 2,
+    "probe_start_timeout_seconds": 5,
+    "probe_log_interval_seconds": 1,
+}
+
+FLEET = {
+    "organization": "222222222222",
+    "projects": [
+        {
+            "id": "scan-proj",
+            "clusters": [
+                {"name": "clean", "pools": [{"name": "a", "nodes": 2}, {"name": "b", "nodes": 1}]},
+                {
+                    "name": "busy",
+                    "agents": ["datadog"],
+                    "pools": [{"name": "a", "usage": "in_use", "rate_per_minute": 600}, {"name": "b"}],
+                },
+                {"name": "past", "agents": ["fluent-bit"], "pools": [{"name": "a", "usage": "used_before"}]},
+                {"name": "ap-clean", "mode": "autopilot"},
+                {
+                    "name": "ap-busy",
+                    "mode": "autopilot",
+                    "agents": ["curl"],
+                    "pools": [{"name": "default-pool", "usage": "in_use", "rate_per_minute": 600}],
+                },
+                {"name": "ap-empty", "mode": "autopilot", "workloads": False},
+                {"name": "ap-stuck", "mode": "autopilot"},
+                {"name": "hangs", "pools": [{"name": "a"}, {"name": "b"}]},
+                {"name": "denied"},
+                {"name": "bad-ca"},
+                {
+                    "name": "agents",
+                    "agents": ["telegraf", "metrics-server", "heapster", "prometheus", "signalfx"],
+                },
+            ],
+        }
+    ],
+    "faults": {
+        "node_read_timeouts": [path("scan-proj", "hangs") + "/b"],
+        "forbidden_node_proxy": [path("scan-proj", "denied")],
+        "wrong_ca": [path("scan-proj", "bad-ca")],
+        "probe_pods_never_start": [path("scan-proj", "ap-stuck")],
+    },
+}
+
+
+def _scan(make_sim, write_config, names=None, **scan):
+    sim = make_sim(FLEET, time_scale=0.01)
+    cfg = write_config(sim, scan={**FAST, **scan})
+    recs = by_name(inventory(cfg))
+    targets = [recs[n] for n in (names or recs)]
+    rt = runtime(cfg)
+    try:
+        return sim, rt, Scanner(rt).scan(targets)
+    finally:
+        rt.close()
+
+
+def test_verdicts_with_evidence(make_sim, write_config) -> None:
+    sim, rt, results = _scan(make_sim, write_config)
+    v = {p.rsplit("/", 1)[1]: r for p, r in results.items()}
+
+    assert v["clean"].verdict is Verdict.CLEAR and v["clean"].nodes_scanned == 3 and not v["clean"].evidence
+    assert gate_decision(v["clean"], rt.config.gate).passes
+
+    busy = v["busy"]
+    assert busy.verdict is Verdict.IN_USE
+    rising = [e for e in busy.evidence if e["increase"] > 0]
+    assert rising and all(e["pool"] == "a" for e in rising)
+    assert {e["path"] for e in rising} == {"metrics", "stats", "pods"}
+    assert busy.window_seconds >= 0.6
+    decision = gate_decision(busy, rt.config.gate)
+    assert not decision.passes and "rose during the window" in decision.reason
+    assert any(c["agent"] == "datadog" for c in busy.culprits)
+
+    past = v["past"]
+    assert past.verdict is Verdict.USED_BEFORE
+    assert all(e["increase"] == 0 and e["count"] > 0 for e in past.evidence)
+    assert not gate_decision(past, rt.config.gate).passes
+    assert any(c["agent"] == "fluent-bit" for c in past.culprits)
+
+    assert v["ap-clean"].verdict is Verdict.CLEAR and v["ap-clean"].nodes_scanned >= 1
+    assert v["ap-busy"].verdict is Verdict.IN_USE
+    assert (
+        v["ap-empty"].verdict is Verdict.INCONCLUSIVE
+        and "empty Autopilot cluster" in v["ap-empty"].reasons[0]
+    )
+    assert v["ap-stuck"].verdict is Verdict.INCONCLUSIVE and "did not start" in v["ap-stuck"].reasons[0]
+
+    assert v["hangs"].verdict is Verdict.INCONCLUSIVE
+    assert any("timed out" in r for r in v["hangs"].reasons)
+    assert v["denied"].verdict is Verdict.INCONCLUSIVE
+    assert any("container.nodes.proxy" in r for r in v["denied"].reasons)
+    assert v["bad-ca"].verdict is Verdict.INCONCLUSIVE
+    assert any("TLS verification failed" in r for r in v["bad-ca"].reasons)
+
+    agents = {c["agent"] for c in v["agents"].culprits}
+    assert {"telegraf", "metrics-server", "heapster", "prometheus", "splunk-signalfx"} <= agents
+    assert all(c["advice"] for c in v["agents"].culprits)
+
+
+def test_probe_leaves_nothing_behind(make_sim, write_config) -> None:
+    sim, _, results = _scan(make_sim, write_config, names=["ap-clean", "ap-busy", "ap-stuck"])
+    created = [e for e in sim.fleet.journal if e.method == "k8s.create"]
+    deleted = {e.target for e in sim.fleet.journal if e.method == "k8s.delete"}
+    assert created, "the probe created its objects"
+    kinds = {e.target.split("/")[6] for e in created}
+    assert {"Namespace", "ClusterRole", "ClusterRoleBinding"} <= kinds
+    cluster_scoped = [
+        e.target
+        for e in created
+        if e.target.split("/")[6] in ("Namespace", "ClusterRole", "ClusterRoleBinding")
+    ]
+    assert set(cluster_scoped) <= deleted
+    for path_, result in results.items():
+        assert not result.leftovers, path_
+        store = sim.fleet.clusters[path_].kube
+        for resource in (
+            "namespaces",
+            "clusterroles",
+            "clusterrolebindings",
+            "serviceaccounts",
+            "daemonsets",
+            "pods",
+        ):
+            left = [o for o in store.all_objects(resource) if "portcullis-probe" in o["metadata"]["name"]]
+            assert not left, (path_, resource)
+
+
+def test_gate_overrides_and_used_before(make_sim, write_config) -> None:
+    sim, _, results = _scan(make_sim, write_config, names=["past", "busy"])
+    from config.schema import Gate, Override
+
+    past = results[path("scan-proj", "past")]
+    assert gate_decision(past, Gate(allow_used_before=True)).passes
+    busy = results[path("scan-proj", "busy")]
+    assert not gate_decision(busy, Gate(allow_used_before=True)).passes
+    override = Gate(overrides=[Override(cluster=busy.cluster, reason="datadog switched to 10250 in PR 42")])
+    decision = gate_decision(busy, override)
+    assert decision.passes and decision.override == "datadog switched to 10250 in PR 42"
