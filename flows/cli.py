@@ -70,7 +70,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     todo = [c for c in report["clusters"] if c["outcome"] != "compliant"]
     if todo:
         out.print(
-            rows_table("Clusters that need work", todo, ["path", "mode", "version", "outcome", "reasons"])
+            rows_table("Clusters that need work", todo, ["project", "location", "name", "mode", "version", "outcome", "reasons"])
         )
     print_findings(out, report["errors"])
     if args.csv:

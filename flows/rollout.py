@@ -24,7 +24,7 @@ from tasks.inventory import ClusterRecord, Inventory
 from tasks.report import write_json
 from tasks.rollout import GOAL, ClusterRun, Outcome, disable_cluster, outside_rollout
 from tasks.runtime import runtime_for
-from tasks.scan import GateDecision, ScanResult, gate_decision
+from tasks.scan import GateDecision, ScanResult, Scanner, gate_decision
 from tasks.waves import WavePlan, assign_waves
 
 
@@ -39,6 +39,8 @@ def disable_task(
 ) -> ClusterRun:
     """Gate, plan, apply and verify one cluster (one operation at a time on it)."""
     rt = runtime_for(config_path)
+    if scan is not None and time.time() - scan.scanned_at > rt.config.gate.max_scan_age_seconds:
+        scan = Scanner(rt).scan([record])[record.path]  # the verdict went stale while the wave ran: read again
     decision = gate_decision(scan, rt.config.gate) if scan else GateDecision(False, "not scanned: no verdict")
     return disable_cluster(record, scan, decision, applier, wave, dry_run)
 

@@ -71,4 +71,8 @@ def rows_table(title: str, rows: Iterable[Mapping[str, Any]], columns: list[str]
 
 
 def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False)
+    """A console for summaries; when output is not a terminal (CI logs, pipes) it is wide enough for paths."""
+    import sys
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 160)
