@@ -2,14 +2,21 @@
 
 Conventions other tools rely on: every command takes --config, --report (JSON) and a repeatable --cluster filter;
 exit 0 when every selected cluster reached the goal, 1 when any did not or a project errored, 2 on bad usage or
-bad config (nothing called, nothing changed).
+bad config (nothing called, nothing changed), 130 when interrupted by Ctrl-C (SIGINT) and 143 by SIGTERM.
+
+Interrupted (SIGINT and SIGTERM take the same path): nothing new is started, the Autopilot probe objects are
+deleted, GKE operations already running are left to finish, and the --report file is written with every cluster
+once, those with a running operation as `in_flight`. The next run reads GKE's state and picks up from there.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +26,9 @@ from flows.terminal import TerminalProgress, print_findings
 from tasks.report import console, counts_table, rows_table, write_csv
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE = 0, 1, 2
+EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM  # 130, 143: as a shell reports them
+_signals: list[int] = []
+_interrupt = threading.Event()
 
 # Without PREFECT_API_URL, Prefect starts a temporary local server; its first start migrates a database and can
 # take longer than Prefect's default 20 s on a busy 2-core machine.
@@ -311,9 +321,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_signal(signum: int, frame: Any) -> None:
+    """SIGINT and SIGTERM take one path: nothing new starts, and the interrupt thread winds the run down."""
+    from tasks import live
+
+    if not _signals:
+        _signals.append(signum)
+    live.stopping.set()
+    _interrupt.set()
+
+
+def _interrupted(args: argparse.Namespace) -> None:
+    """Delete the probe objects, write the partial report atomically, and exit 130 (SIGINT) or 143 (SIGTERM).
+
+    Runs in its own thread, so it never waits for the main thread to unwind (which would wait for every worker
+    still polling an operation); worker threads see `live.stopping` and send nothing new meanwhile.
+    """
+    from tasks import live
+    from tasks.probe import cleanup_all
+    from tasks.report import write_json
+
+    live.stopping.set()
+    signum = _signals[0] if _signals else signal.SIGINT
+    name, code = signal.Signals(signum).name, 128 + signum
+    print(
+        f"portcullis: interrupted ({name}): deleting probe objects; operations already running are left to finish",
+        file=sys.stderr,
+    )
+    leftovers = cleanup_all()
+    report = live.partial_report(name, code, leftovers)
+    if getattr(args, "report", None):
+        write_json(args.report, report)
+    for op in report["in_flight"]:
+        what = op["operation"] or "sent, no answer yet"
+        print(f"  in flight: {op['cluster']} {op['level']}: {what}", file=sys.stderr)
+    for left in leftovers:
+        print(f"  NOT deleted: {left}", file=sys.stderr)
+    if getattr(args, "report", None):
+        print(f"  partial report: {args.report}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()  # Prefect's own clean-up (a temporary API server), without joining worker threads
+    os._exit(code)  # worker threads may still be polling operations: do not wait for them
+
+
+def _watch(args: argparse.Namespace) -> None:
+    _interrupt.wait()
+    _interrupted(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # bad usage exits 2 here
+    previous = {}
+    if threading.current_thread() is threading.main_thread() and args.command != "sim":
+        from tasks import live
+
+        previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        live.set_signal_handler(_on_signal)  # flows take SIGTERM back from Prefect's engine
+        threading.Thread(target=_watch, args=(args,), name="portcullis-interrupt", daemon=True).start()
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -322,6 +388,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"portcullis: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        if not previous:
+            raise
+        _on_signal(signal.SIGINT, None)  # a KeyboardInterrupt raised some other way
+        threading.Event().wait()  # the interrupt thread exits the process
+        raise
+    finally:
+        from tasks import live
+
+        live.set_signal_handler(None)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.inventory import collect_inventory, publish_inventory
 from flows.scan import scan_records
-from tasks import artifacts, progress
+from tasks import artifacts, live, progress
 from tasks.apply import Applier, OperationSlots
 from tasks.approval import ask_approval
 from tasks.inventory import ClusterRecord, Inventory
 from tasks.report import write_json
 from tasks.rollout import GOAL, ClusterRun, Outcome, disable_cluster, outside_rollout
 from tasks.runtime import runtime_for
-from tasks.scan import GateDecision, ScanResult, Scanner, gate_decision
+from tasks.scan import GateDecision, Scanner, ScanResult, gate_decision
 from tasks.waves import WavePlan, assign_waves
 
 
@@ -54,7 +54,9 @@ def run_wave(
 
     def one(rec: ClusterRecord) -> ClusterRun:
         try:
-            return disable_task(config_path, rec, scans.get(rec.path), plan.wave.name, dry_run, applier)
+            run = disable_task(config_path, rec, scans.get(rec.path), plan.wave.name, dry_run, applier)
+            live.finished("rollout", run.to_json())
+            return run
         finally:
             ph.advance()
 
@@ -67,10 +69,13 @@ def run_wave(
 
 
 def skip_all(plan: WavePlan, reason: str) -> list[ClusterRun]:
-    return [
+    runs = [
         ClusterRun(r.path, str(r.state.mode), Outcome.SKIPPED, reason, wave=plan.wave.name)
         for r in plan.clusters
     ]
+    for r in runs:
+        live.finished("rollout", r.to_json())
+    return runs
 
 
 def wave_rows(runs: list[ClusterRun]) -> list[dict[str, Any]]:
@@ -113,6 +118,7 @@ def rollout_flow(
     waves: list[str] | None = None,
 ) -> dict[str, Any]:
     """Disable the kubelet read-only port wave by wave on every eligible cluster whose gate is clear."""
+    live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     rt = runtime_for(config_path)
     cfg = rt.config.rollout
     applier = Applier(rt, OperationSlots(cfg))
@@ -121,6 +127,7 @@ def rollout_flow(
     with artifacts.prefect_progress():
         inv = collect_inventory(config_path, clusters)
         publish_inventory(inv)
+        live.begin("rollout", [(r.path, str(r.state.mode)) for r in inv.records])
         candidates = []
         for rec in inv.records:
             settled = outside_rollout(rec)
@@ -132,6 +139,8 @@ def rollout_flow(
         runs += [
             ClusterRun(r.path, str(r.state.mode), Outcome.SKIPPED, "no wave selects it") for r in unassigned
         ]
+        for r in runs:
+            live.finished("rollout", r.to_json())
         halted: str | None = None
         selected = [p for p in plans if not waves or p.wave.name in waves]
         for plan in plans:

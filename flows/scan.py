@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.inventory import collect_inventory, publish_inventory
-from tasks import artifacts, progress
+from tasks import artifacts, live, progress
 from tasks.inventory import ClusterRecord, InventoryOutcome
 from tasks.report import write_json
 from tasks.runtime import runtime_for
@@ -29,7 +29,12 @@ def scan_batch_task(
 ) -> list[ScanResult]:
     """Two readings a window apart on every sampled node of a batch of clusters (windows overlap)."""
     rt = runtime_for(config_path)
-    return list(Scanner(rt).scan(records, on_done=lambda _: phase.advance()).values())
+
+    def done(result: ScanResult) -> None:
+        live.finished("scan", result.to_json())
+        phase.advance()
+
+    return list(Scanner(rt).scan(records, on_done=done).values())
 
 
 def scan_records(config_path: str, records: list[ClusterRecord]) -> dict[str, ScanResult]:
@@ -56,10 +61,12 @@ def scan_flow(
     config_path: str, clusters: list[str] | None = None, report_path: str | None = None
 ) -> dict[str, Any]:
     """Scan every cluster in scope for read-only port traffic and decide its gate."""
+    live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     with artifacts.prefect_progress():
         inv = collect_inventory(config_path, clusters)
         publish_inventory(inv)
         targets = [r for r in inv.records if r.outcome in SCANNABLE]
+        live.begin("scan", [(r.path, str(r.state.mode)) for r in targets])
         results = scan_records(config_path, targets)
     rows = scan_rows(results, config_path)
     counts = {"verdict": {}}

@@ -22,6 +22,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import container_v1
 
 from config.schema import Rollout
+from tasks import live
 from tasks.plan import Change, current_kubelet, current_port, with_port
 from tasks.retry import is_transient
 from tasks.runtime import Runtime
@@ -184,20 +185,25 @@ class Applier:
             result.sent = sent
             result.attempts += 1
             result.started = now_iso()
+            token = live.sending(change.cluster, change.level)  # raises once the run is interrupted
             try:
                 with self.slots.slot(project, location):
                     op = self._send(change.cluster, change.level, kubelet_from_dict(sent))
                     result.operation = f"projects/{project}/locations/{location}/operations/{op.name}"
+                    live.operation_started(token, result.operation)
                     done = self.wait(result.operation)
-            except OperationTimeout as exc:
+                live.operation_ended(token)
+            except OperationTimeout as exc:  # still running: stays registered as in flight
                 result.status, result.error = "in_flight", str(exc)
                 return result
             except gexc.FailedPrecondition as exc:  # another operation started first: wait for it, re-read
+                live.operation_ended(token)
                 result.error = f"{type(exc).__name__}: {exc.message}"
                 transient_failures += 1
                 self.sleep(self.cfg.operation_poll_seconds)
                 continue
             except gexc.GoogleAPICallError as exc:
+                live.operation_ended(token)  # refused, or its operation is waited on by the next settle()
                 result.error = f"{type(exc).__name__}: {exc.message}"
                 if not is_transient(exc):
                     return result

@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from tasks import live
 from tasks.kube import _timeout
 from tasks.metrics import ProbeLog, parse_probe_log_lines
 
@@ -114,6 +115,7 @@ class ProbeError(Exception):
 
 _active: dict[str, Probe] = {}
 _active_lock = threading.Lock()
+_creating_count = 0
 
 
 class Probe:
@@ -129,8 +131,18 @@ class Probe:
     # creation and deletion ------------------------------------------------------------------------------------
 
     def create(self) -> None:
+        global _creating_count
         with _active_lock:
+            live.check()  # no new probe once the run is interrupted
             _active[f"{self.cluster}/{self.name}"] = self
+            _creating_count += 1
+        try:
+            self._create()
+        finally:
+            with _active_lock:
+                _creating_count -= 1
+
+    def _create(self) -> None:
         core, rbac, apps = (
             k8s.CoreV1Api(self.api),
             k8s.RbacAuthorizationV1Api(self.api),
@@ -153,6 +165,7 @@ class Probe:
             ),
         ]
         for key, create in steps:
+            live.check()
             create()
             self.created.append(key)
 
@@ -223,8 +236,18 @@ class Probe:
         return parse_probe_log_lines(lines)
 
 
-def cleanup_all() -> list[str]:
-    """Delete every probe still registered (a run interrupted mid-scan); return what could not be deleted."""
+def cleanup_all(wait_seconds: float = 10.0) -> list[str]:
+    """Delete every probe still registered (a run interrupted mid-scan); return what could not be deleted.
+
+    Call after `live.stopping` is set: creations already under way are given `wait_seconds` to return, so an
+    object whose create call was in flight is deleted too.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        with _active_lock:
+            if _creating_count == 0:
+                break
+        time.sleep(0.05)
     with _active_lock:
         probes = list(_active.values())
     left: list[str] = []
