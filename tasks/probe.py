@@ -4,6 +4,8 @@ Autopilot grants no nodes/proxy, so usage is read from inside: a ServiceAccount 
 `nodes/metrics`, a DaemonSet printing the kubelet_http_requests_total lines, and its pods' logs. Every object
 carries a name unique to the run, and everything it creates, the cluster-scoped role and binding included, is
 deleted when the probe ends, fails or is interrupted (`cleanup_all` covers threads cut short by a signal).
+A run killed outright (SIGKILL) cannot clean up: the next probe of that cluster first deletes any probe objects
+that no probe of the current process owns (`sweep_leftovers`), so two runs must not probe one cluster at once.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class ProbeError(Exception):
 _active: dict[str, Probe] = {}
 _active_lock = threading.Lock()
 _creating_count = 0
+PROBE_SELECTOR = "app.kubernetes.io/managed-by=portcullis,app.kubernetes.io/name=portcullis-probe"
 
 
 class Probe:
@@ -127,6 +130,7 @@ class Probe:
         self.timeout = timeout
         self.objects = probe_objects(self.name, image, interval)
         self.created: list[str] = []
+        self.swept: list[str] = []  # probe objects a killed run left, deleted before this probe started
 
     # creation and deletion ------------------------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class Probe:
             _active[f"{self.cluster}/{self.name}"] = self
             _creating_count += 1
         try:
+            self.swept = sweep_leftovers(self.api, self.timeout)
             self._create()
         finally:
             with _active_lock:
@@ -254,6 +259,35 @@ def cleanup_all(wait_seconds: float = 10.0) -> list[str]:
     for probe in probes:
         left.extend(probe.delete())
     return left
+
+
+def sweep_leftovers(api: k8s.ApiClient, timeout: float) -> list[str]:
+    """Delete probe objects no probe of this process owns (left by a killed run); return their names."""
+    core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+    t = _timeout(min(timeout, 30.0))
+    with _active_lock:
+        ours = {p.name for p in _active.values()}
+    swept: list[str] = []
+    kinds = (
+        (rbac.list_cluster_role_binding, rbac.delete_cluster_role_binding),
+        (rbac.list_cluster_role, rbac.delete_cluster_role),
+        (core.list_namespace, core.delete_namespace),
+    )
+    for lister, deleter in kinds:
+        try:  # best effort: a caller allowed to create probes but not to list them still gets its probe
+            items = lister(label_selector=PROBE_SELECTOR, _request_timeout=t).items
+        except Exception:  # noqa: BLE001
+            continue
+        for item in items:
+            name = item.metadata.name
+            if name in ours or not name.startswith("portcullis-probe-"):
+                continue
+            try:
+                deleter(name, _request_timeout=t)
+                swept.append(name)
+            except Exception:  # noqa: BLE001 - the next probe tries again
+                continue
+    return sorted(set(swept))
 
 
 def has_real_workload(pods: list[dict[str, Any]]) -> bool:
