@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from google.api_core.exceptions import GoogleAPICallError
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -20,7 +21,7 @@ from flows.scan import scan_records
 from tasks import artifacts, live, progress
 from tasks.apply import Applier, OperationSlots
 from tasks.approval import ask_approval
-from tasks.inventory import ClusterRecord, Inventory
+from tasks.inventory import ClusterRecord, Inventory, InventoryOutcome
 from tasks.report import write_json
 from tasks.rollout import GOAL, ClusterRun, Outcome, disable_cluster, outside_rollout
 from tasks.runtime import runtime_for
@@ -78,6 +79,16 @@ def skip_all(plan: WavePlan, reason: str) -> list[ClusterRun]:
     return runs
 
 
+def busy(rec: ClusterRecord, applier: Applier) -> bool:
+    """Skipped as RECONCILING because an operation runs on it (a killed run's?): its wave waits for it first."""
+    if rec.outcome is not InventoryOutcome.SKIPPED or rec.state.status != "RECONCILING":
+        return False
+    try:
+        return bool(applier.running_operations(rec.path))
+    except GoogleAPICallError:
+        return False
+
+
 def wave_rows(runs: list[ClusterRun]) -> list[dict[str, Any]]:
     return [
         {"cluster": r.cluster, "outcome": str(r.outcome), "reason": r.reason, "changes": len(r.changes)}
@@ -131,7 +142,7 @@ def rollout_flow(
         candidates = []
         for rec in inv.records:
             settled = outside_rollout(rec)
-            if settled:
+            if settled and not busy(rec, applier):
                 runs.append(settled)
             else:
                 candidates.append(rec)
@@ -187,6 +198,7 @@ def rollout_flow(
                 if not approval["approved"]:
                     halted = f"rollout halted: wave {plan.wave.name} was not approved ({approval.get('comment') or 'no comment'})"
     report = rollout_report(inv, runs, wave_log, dry_run)
+    report["summary"]["retries"] = rt.caller.retries  # transient API errors retried by this run
     artifacts.markdown(
         "rollout-summary", artifacts.summary_markdown("Rollout", {"outcome": report["summary"]["outcome"]})
     )
