@@ -93,7 +93,9 @@ class KubeServer:
             cert.write_bytes(pair.cert_pem + self.ca_pem)
             key.write_bytes(pair.key_pem)
             self._ctx.load_cert_chain(cert, key)
-        self.payload = MetricsPayload(metrics_bytes)
+        self.metrics_bytes = metrics_bytes
+        self._payload: MetricsPayload | None = None  # built on the first /metrics read
+        self._payload_lock = threading.Lock()
         self.port: int | None = None
         self._by_server_name: dict[str, str] = {}
         self._httpd: _HTTPServer | None = None
@@ -115,7 +117,7 @@ class KubeServer:
                 cluster.msg.endpoint = f"{self.host}:{self.port}{cluster_prefix(cluster)}"
                 cluster.msg.master_auth.cluster_ca_certificate = wrong_b64 if path in wrong else ca_b64
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="gkesim-kube", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="gkesim-kube", daemon=True
         )
         self._thread.start()
         return self.port
@@ -138,6 +140,14 @@ class KubeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def payload(self) -> MetricsPayload:
+        if self._payload is None:
+            with self._payload_lock:
+                if self._payload is None:
+                    self._payload = MetricsPayload(self.metrics_bytes)
+        return self._payload
 
     # ----- cluster lookup -------------------------------------------------------------------------------------
 
@@ -474,10 +484,11 @@ class _Handler(BaseHTTPRequestHandler):
                 405, "the server does not allow this method on the requested resource", "MethodNotAllowed"
             )
         if path == "metrics":
+            payload = kube.payload  # (built outside the fleet lock)
             with fleet.lock:
                 node.readwrite_reads += 1  # the kubelet counts this request before it answers
                 now = fleet.now()
-                parts = kube.payload.parts(
+                parts = payload.parts(
                     node.name,
                     readwrite_counts(now - node.booted_at, node.readwrite_reads),
                     node.readonly_counts(now),
@@ -721,7 +732,8 @@ def _age(fleet: Fleet, created: str | None) -> str:
     return f"{seconds}s"
 
 
-def _columns(resource: str) -> list[tuple[str, str]]:
+def _columns(resource: str) -> list[tuple]:
+    """(name, type[, priority]) per column; priority 1 columns show with `-o wide`."""
     return {
         "nodes": [
             ("Name", "string"),
@@ -729,6 +741,11 @@ def _columns(resource: str) -> list[tuple[str, str]]:
             ("Roles", "string"),
             ("Age", "string"),
             ("Version", "string"),
+            ("Internal-IP", "string", 1),
+            ("External-IP", "string", 1),
+            ("OS-Image", "string", 1),
+            ("Kernel-Version", "string", 1),
+            ("Container-Runtime", "string", 1),
         ],
         "pods": [
             ("Name", "string"),
@@ -736,6 +753,10 @@ def _columns(resource: str) -> list[tuple[str, str]]:
             ("Status", "string"),
             ("Restarts", "string"),
             ("Age", "string"),
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+            ("Nominated Node", "string", 1),
+            ("Readiness Gates", "string", 1),
         ],
         "namespaces": [("Name", "string"), ("Status", "string"), ("Age", "string")],
         "configmaps": [("Name", "string"), ("Data", "string"), ("Age", "string")],
@@ -767,12 +788,19 @@ def _cells(fleet: Fleet, resource: str, obj: dict[str, Any]) -> list[Any]:
     age = _age(fleet, meta.get("creationTimestamp"))
     if resource == "nodes":
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+        addresses = {a["type"]: a["address"] for a in status.get("addresses", [])}
+        info = status.get("nodeInfo", {})
         return [
             meta["name"],
             "Ready" if ready else "NotReady",
             "<none>",
             age,
-            status.get("nodeInfo", {}).get("kubeletVersion", ""),
+            info.get("kubeletVersion", ""),
+            addresses.get("InternalIP", "<none>"),
+            addresses.get("ExternalIP", "<none>"),
+            info.get("osImage", ""),
+            info.get("kernelVersion", ""),
+            info.get("containerRuntimeVersion", ""),
         ]
     if resource == "pods":
         cs = status.get("containerStatuses") or []
@@ -784,7 +812,17 @@ def _cells(fleet: Fleet, resource: str, obj: dict[str, Any]) -> list[Any]:
                 reason = waiting.get("reason", reason)
         if reason == "Succeeded":
             reason = "Completed"
-        return [meta["name"], f"{ready}/{len(spec.get('containers') or [])}", reason, "0", age]
+        return [
+            meta["name"],
+            f"{ready}/{len(spec.get('containers') or [])}",
+            reason,
+            "0",
+            age,
+            status.get("podIP") or "<none>",
+            spec.get("nodeName") or "<none>",
+            "<none>",
+            "<none>",
+        ]
     if resource == "namespaces":
         return [meta["name"], status.get("phase", "Active"), age]
     if resource == "configmaps":
@@ -827,8 +865,14 @@ def _cells(fleet: Fleet, resource: str, obj: dict[str, Any]) -> list[Any]:
 
 def _table(fleet: Fleet, res: Any, items: list[dict[str, Any]], rv: str) -> dict[str, Any]:
     columns = [
-        {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": n, "priority": 0}
-        for n, t in _columns(res.plural)
+        {
+            "name": c[0],
+            "type": c[1],
+            "format": "name" if c[0] == "Name" else "",
+            "description": c[0],
+            "priority": c[2] if len(c) > 2 else 0,
+        }
+        for c in _columns(res.plural)
     ]
     rows = [
         {
