@@ -54,11 +54,12 @@ class FaultInjector:
         now = time.monotonic()
         with self._lock:
             window = self._calls[project]
-            while window and now - window[0] > 60.0:
+            span = self.spec.quota_window_seconds
+            while window and now - window[0] > span:
                 window.popleft()
             if len(window) >= self.spec.quota_per_minute:
                 self.injected[f"{method}:RESOURCE_EXHAUSTED"] += 1
-                retry = max(0.0, 60.0 - (now - window[0]))
+                retry = max(0.0, span - (now - window[0]))
                 raise SimError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"Quota exceeded for quota metric 'Requests' of service 'container.googleapis.com' "

@@ -87,7 +87,8 @@ class FaultSpec(_Strict):
     seed: int = 0
     error_rates: dict[str, dict[str, float]] = Field(default_factory=dict)  # method -> {STATUS_CODE: rate}
     latency_ms: dict[str, float] = Field(default_factory=dict)  # method -> added latency per call
-    quota_per_minute: int | None = None  # container API calls per project per real minute
+    quota_per_minute: int | None = None  # container API calls per project per quota window
+    quota_window_seconds: float = Field(default=60.0, gt=0)  # real seconds; GCP's quotas are per minute
     failing_operation_rate: float = 0.0
     failing_operations: list[str] = Field(default_factory=list)  # cluster paths whose next op fails once
     stuck_operation_rate: float = 0.0
