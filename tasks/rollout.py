@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from google.api_core.exceptions import GoogleAPICallError
+
 from tasks.apply import Applier, ChangeResult, OperationTimeout
 from tasks.eligibility import Eligibility, version_gate
 from tasks.inventory import ClusterRecord, InventoryOutcome
@@ -77,7 +79,6 @@ def disable_cluster(
     dry_run: bool = False,
 ) -> ClusterRun:
     """Gate, then plan from a fresh read, apply in order (cluster level first), then verify."""
-    rt = applier.rt
     run = ClusterRun(
         rec.path,
         str(rec.state.mode),
@@ -93,6 +94,16 @@ def disable_cluster(
     if not decision.passes:
         run.outcome, run.reason = Outcome.BLOCKED, decision.reason
         return run
+    try:
+        return _disable(run, rec, applier, dry_run)
+    except GoogleAPICallError as exc:  # retries spent on this cluster's calls: it failed, not the run
+        run.outcome = Outcome.FAILED
+        run.reason = f"GKE API error after retries: {type(exc).__name__}: {exc.message}; rerun to pick up"
+        return run
+
+
+def _disable(run: ClusterRun, rec: ClusterRecord, applier: Applier, dry_run: bool) -> ClusterRun:
+    rt = applier.rt
     try:
         applier.settle(
             rec.path
