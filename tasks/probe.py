@@ -171,13 +171,18 @@ class Probe:
         ]
         for key, create in steps:
             live.check()
-            create()
-            self.created.append(key)
+            self.created.append(key)  # it may exist from here: a call that timed out may have created it
+            try:
+                create()
+            except ApiException as exc:
+                if exc.status < 500:  # refused: it does not exist
+                    self.created.remove(key)
+                raise
 
     def delete(self) -> list[str]:
         """Delete whatever was created, cluster-scoped objects included; return what could not be deleted."""
         core, rbac = k8s.CoreV1Api(self.api), k8s.RbacAuthorizationV1Api(self.api)
-        t = _timeout(min(self.timeout, 30.0))
+        t = _timeout(30.0)
         deleters = {
             "binding": lambda: rbac.delete_cluster_role_binding(self.name, _request_timeout=t),
             "cluster_role": lambda: rbac.delete_cluster_role(self.name, _request_timeout=t),
@@ -189,13 +194,20 @@ class Probe:
         for key in ("binding", "cluster_role", "namespace"):
             if key not in self.created:
                 continue
-            try:
-                deleters[key]()
-            except ApiException as exc:
-                if exc.status != 404:
-                    left.append(f"{key} {self.name}: HTTP {exc.status}")
-            except Exception as exc:  # noqa: BLE001 - keep deleting the rest, report what stayed
-                left.append(f"{key} {self.name}: {type(exc).__name__}")
+            problem = None
+            for _ in range(2):  # once more after a timeout or a server error: a busy API server recovers
+                try:
+                    deleters[key]()
+                    problem = None
+                    break
+                except ApiException as exc:
+                    problem = None if exc.status == 404 else f"HTTP {exc.status}"
+                    if exc.status < 500:
+                        break
+                except Exception as exc:  # noqa: BLE001 - keep deleting the rest, report what stayed
+                    problem = type(exc).__name__
+            if problem:
+                left.append(f"{key} {self.name}: {problem}")
         with _active_lock:
             _active.pop(f"{self.cluster}/{self.name}", None)
         return left
