@@ -6,6 +6,7 @@ Reasons are written for the platform engineer who has to act on them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -46,7 +47,22 @@ def _too_old(version: str) -> str | None:
     return None
 
 
+# What GKE and Resource Manager allow in names; anything else came from a broken or hostile API answer, and a
+# path built from it could point somewhere else (a "/" in a name), so such a cluster is never touched.
+SAFE_PATH = re.compile(
+    r"projects/[a-z][a-z0-9-]*[a-z0-9]/locations/[a-z0-9-]+/clusters/[a-z](?:[-a-z0-9]*[a-z0-9])?"
+)
+SAFE_POOL = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
+
+
 def version_gate(state: ClusterState) -> VersionGate:
+    odd = [p.name for p in state.pools if not SAFE_POOL.fullmatch(p.name)]
+    if not SAFE_PATH.fullmatch(state.path) or odd:
+        name = repr(state.path) + (f" (node pools {odd!r})" if odd else "")
+        return VersionGate(
+            Eligibility.SKIPPED,
+            (f"{name} has characters GKE names never have: not touched; check what reported this cluster",),
+        )
     if state.status != "RUNNING":
         return VersionGate(
             Eligibility.SKIPPED, (f"cluster is {state.status}, not RUNNING: rerun once it settles",)
