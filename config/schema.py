@@ -28,7 +28,9 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a wrong type is an error, never coerced (`concurrency: true` is not 1, `"30"` is not 30);
+    # no inf/nan: `window_seconds: .inf` would wait forever
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Scope(_Strict):
