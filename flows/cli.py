@@ -365,21 +365,27 @@ def _interrupted(args: argparse.Namespace) -> None:
     os._exit(code)  # worker threads may still be polling operations: do not wait for them
 
 
-def _watch(args: argparse.Namespace) -> None:
-    _interrupt.wait()
-    _interrupted(args)
+def _watch(args: argparse.Namespace, event: threading.Event) -> None:
+    event.wait()
+    if _signals:
+        _interrupted(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # bad usage exits 2 here
+    global _interrupt
     previous = {}
     if threading.current_thread() is threading.main_thread() and args.command != "sim":
         from tasks import live
 
+        _interrupt = threading.Event()
         previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         live.set_signal_handler(_on_signal)  # flows take SIGTERM back from Prefect's engine
-        threading.Thread(target=_watch, args=(args,), name="portcullis-interrupt", daemon=True).start()
+        watcher = threading.Thread(
+            target=_watch, args=(args, _interrupt), name="portcullis-interrupt", daemon=True
+        )
+        watcher.start()
     try:
         return args.func(args)
     except ConfigError as exc:
@@ -400,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         live.set_signal_handler(None)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if previous and not _signals:
+            _interrupt.set()  # no signal came: let the interrupt thread end
 
 
 if __name__ == "__main__":
