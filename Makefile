@@ -4,12 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast lint format bench clean deploy stop
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
+	@# The browser test drives Debian's chromium (the playwright wheel never downloads a browser).
+	test -x /usr/bin/chromium || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "warning: /usr/bin/chromium is missing (apt-get install chromium); the browser test will fail"; fi; }
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -35,6 +39,14 @@ format: install
 bench: install
 	$(PY) bench/sim_throughput.py
 	$(PY) bench/inventory.py
+
+# A local Prefect server with the UI, the work pool, the shared limits, every deployment and a worker (docs/OPERATIONS.md).
+# Set PORTCULLIS_CONFIG=path/to/config.yaml to use real GCP; unset, a simulator is started and used.
+deploy: install
+	bash ops/deploy.sh
+
+stop:
+	bash ops/stop.sh
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -116,6 +116,8 @@ class Limits(_Strict):
     backoff_max_seconds: float = Field(default=30.0, gt=0)
     retry_budget: int = Field(default=1000, ge=0)  # retries per run, across all calls
     clusters_per_task: int = Field(default=50, ge=1)  # Prefect task granularity
+    prefect_rate_limit: str | None = None  # Prefect rate limit on API calls, shared by every worker
+    prefect_calls_per_second: float = Field(default=10.0, gt=0)  # its rate, set by `make deploy`
 
 
 class Scan(_Strict):
@@ -176,6 +178,8 @@ class Rollout(_Strict):
     operations_in_flight: int = Field(default=20, ge=1)
     operations_per_project: int = Field(default=5, ge=1)
     operations_per_region: int = Field(default=10, ge=1)
+    prefect_mutation_limit: str | None = None  # Prefect global concurrency limit shared by every worker
+    prefect_mutations_in_flight: int = Field(default=20, ge=1)  # its slots, set by `make deploy`
     operation_timeout_seconds: float = Field(default=3600.0, gt=0)
     operation_poll_seconds: float = Field(default=5.0, gt=0)
     operation_retries: int = Field(default=2, ge=0)

@@ -23,6 +23,7 @@ from google.cloud import container_v1
 
 from config.schema import Rollout
 from tasks import live
+from tasks.limits import mutation_slot
 from tasks.plan import Change, current_kubelet, current_port, with_port
 from tasks.retry import is_transient
 from tasks.runtime import Runtime
@@ -63,12 +64,13 @@ class OperationSlots:
             lambda: threading.BoundedSemaphore(rollout.operations_per_region)
         )
         self._lock = threading.Lock()
+        self._fleet = rollout.prefect_mutation_limit  # shared by every worker; None: no server round trip
 
     @contextmanager
     def slot(self, project: str, location: str) -> Iterator[None]:
         with self._lock:
             proj, region = self._project[project], self._region[region_of(location)]
-        with self._global, proj, region:
+        with self._global, proj, region, mutation_slot(self._fleet):
             yield
 
 

@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from config.schema import Limits
+from tasks.limits import take_call_slot
 
 T = TypeVar("T")
 
@@ -106,5 +107,6 @@ class Caller:
         return self._bounded(fn, *args, **kwargs)
 
     def _bounded(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        take_call_slot(self.limits.prefect_rate_limit)  # shared by every worker; None: returns at once
         with self._slots:
             return fn(*args, **kwargs)

@@ -1,0 +1,277 @@
+"""Scale-out: a 2,000-cluster fleet rolled out through a Prefect server on PostgreSQL + Redis and two workers.
+
+The server is started by ops/deploy.sh from ops/scale-server.env (the documented scale configuration), with a
+fresh PostgreSQL database and its own Redis db index. Two runs of rollout-wave (one per wave) go to two workers
+(`--limit 1` each) and run at the same time, both bounded by one Prefect global concurrency limit on GKE
+mutations. Checks: both runs complete; every task run the flows made is recorded, in a final state, with its
+events; the simulator never saw more operations at once than the limit; and no setting or operation was harmed.
+
+PostgreSQL (127.0.0.1:5432, trust auth) and Redis (127.0.0.1:6379) run on these machines: when either cannot be
+reached the test fails and says so; it never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flows.simcmd import sim_config
+from gkesim.generate import generate_fleet
+from gkesim.server import Simulator
+from gkesim.spec import Timings
+from tests.deploy.stack import REPO, Deployed, deployed
+
+pytestmark = pytest.mark.scale
+
+CLUSTERS = int(os.environ.get("PORTCULLIS_SCALE_CLUSTERS", "2000"))
+PROJECTS = max(1, CLUSTERS // 20)
+MUTATION_SLOTS = 8  # the fleet-wide limit; each run alone would allow 16 at once
+REDIS_DB = int(
+    os.environ.get("PORTCULLIS_SCALE_REDIS_DB", "11")
+)  # this test's own db index: flushed, nothing else
+PG = "postgresql://postgres@127.0.0.1:5432"
+RECORDERS = ("task-run-recorder", "event-persister")
+WAVES = [  # chosen by project label, so both runs agree on which cluster is whose while both are running
+    {"name": "prod", "select": {"project_labels": {"env": "prod"}}, "concurrency": 16},
+    {"name": "rest", "select": {"all": True}, "concurrency": 16},
+]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this run, dropped afterwards."""
+    import asyncpg
+
+    name = f"portcullis_scale_{os.getpid()}_{int(time.time())}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{PG}/postgres", timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL is not usable at {PG} ({type(exc).__name__}: {exc}). The scale test needs it: on these "
+            "machines start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`."
+        )
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def redis_db() -> Iterator[Any]:
+    """This test's Redis db index, emptied before and after (only that index)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, socket_timeout=10)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis is not reachable at 127.0.0.1:6379 ({exc}). The scale test needs it: on these machines start "
+            "it with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`."
+        )
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def server_env(path: Path, database_url: str) -> Path:
+    """ops/scale-server.env with this test's database and Redis db index."""
+    overrides = {
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
+        "PREFECT_REDIS_MESSAGING_DB": str(REDIS_DB),
+        "PREFECT_SERVER_DOCKET_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+    }
+    lines = []
+    for line in (REPO / "ops" / "scale-server.env").read_text().splitlines():
+        key = line.split("=", 1)[0]
+        lines.append(f"{key}={overrides.pop(key)}" if key in overrides else line)
+    assert not overrides, f"ops/scale-server.env lacks {sorted(overrides)}"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def rollout_config(path: Path, sim: Simulator) -> Path:
+    cfg = sim_config(sim.endpoints, sim.fleet.spec, window_seconds=0.5)
+    cfg["scan"].update({"nodes_per_pool": 1, "clusters_in_parallel": 50})
+    cfg["rollout"].update(
+        {
+            "waves": WAVES,
+            "verify_nodes": False,  # node-level verification has its own tests; this one is about Prefect
+            "operation_poll_seconds": 0.05,
+            "operations_in_flight": 16,
+            "prefect_mutation_limit": "scale-gke-mutations",
+            "prefect_mutations_in_flight": MUTATION_SLOTS,
+        }
+    )
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def max_concurrent_operations(sim: Simulator) -> int:
+    """The most GKE operations the simulator had running at one moment (from each operation's start and end)."""
+    from google.protobuf import timestamp_pb2
+
+    def seconds(text: str) -> float:
+        ts = timestamp_pb2.Timestamp()
+        ts.FromJsonString(text)
+        return ts.seconds + ts.nanos / 1e9
+
+    sim.fleet.settle_all()
+    edges = []
+    for op in sim.fleet.operations.values():
+        assert op.msg.end_time, f"operation {op.path} never finished"
+        edges += [(seconds(op.msg.start_time), 1), (seconds(op.msg.end_time), -1)]
+    running = peak = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):  # an end before a start at the same instant
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def drained(redis_client: Any) -> bool:
+    """The server has recorded every message it received: no lag and nothing pending for either recorder."""
+    groups = {g["name"].decode(): g for g in redis_client.xinfo_groups("events")}
+    return all(
+        name in groups and not groups[name]["lag"] and not groups[name]["pending"] for name in RECORDERS
+    )
+
+
+def wait_recorded(redis_client: Any, timeout: float) -> None:
+    """Until the events stream is drained and stays so past the server's publish interval (10 s)."""
+    deadline = time.monotonic() + timeout
+    stable_since, length = None, -1
+    while time.monotonic() < deadline:
+        now_length = redis_client.xlen("events")
+        if drained(redis_client) and now_length == length:
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= 12:
+                return
+        else:
+            stable_since = None
+        length = now_length
+        time.sleep(1)
+    raise AssertionError(
+        f"the server did not record its events in {timeout:.0f}s: {redis_client.xinfo_groups('events')}"
+    )
+
+
+def count_task_runs(stack: Deployed, flow_run_ids: list[str], **task_filter: Any) -> int:
+    body = {"flow_runs": {"id": {"any_": flow_run_ids}}, "task_runs": task_filter}
+    r = stack.post("/task_runs/count", body)
+    r.raise_for_status()
+    return r.json()
+
+
+def count_events(stack: Deployed, flow_run_id: str, event: str) -> int:
+    body = {
+        "filter": {
+            "event": {"name": [event]},
+            "related": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+        },
+        "time_unit": "day",
+        "time_interval": 1,
+    }
+    r = stack.post("/events/count-by/event", body)
+    r.raise_for_status()
+    return sum(row["count"] for row in r.json())
+
+
+def test_two_workers_roll_out_a_generated_fleet_through_postgres_and_redis(
+    tmp_path: Path, postgres_url: str, redis_db: Any
+) -> None:
+    started = time.monotonic()
+    spec = generate_fleet(CLUSTERS, PROJECTS, seed=11)
+    # Operations take 60 s + 30 s a node; the Autopilot probe prints once per window instead of every 20 s.
+    spec.timings = Timings(probe_pod_start=1.0, probe_log_interval=5000.0)
+    with Simulator.from_spec(spec, time_scale=0.001) as sim:
+        config = rollout_config(tmp_path / "portcullis.yaml", sim)
+        env = {
+            "PORTCULLIS_CONFIG": str(config),
+            "PORTCULLIS_SERVER_ENV": str(server_env(tmp_path / "server.env", postgres_url)),
+            "PORTCULLIS_WORKERS": "2",
+        }
+        with deployed(tmp_path / "deploy", env) as stack:
+            limit = stack.get("/v2/concurrency_limits/scale-gke-mutations")
+            assert limit["limit"] == MUTATION_SLOTS  # created by `make deploy` from the config
+            deployed_at = time.monotonic()
+            runs = [
+                stack.run(
+                    "rollout-wave",
+                    {"wave": w["name"], "dry_run": False, "auto_approve": True, "report_dir": str(tmp_path)},
+                    run_name=f"scale-{w['name']}",
+                )
+                for w in WAVES
+            ]
+            ids = [r["id"] for r in runs]
+            finished = [
+                stack.wait_state(i, {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, 600) for i in ids
+            ]
+            flows_done = time.monotonic()
+            for run in finished:
+                assert run["state"]["type"] == "COMPLETED", (
+                    run["name"],
+                    run["state"],
+                    stack.log_tail("worker-1"),
+                )
+
+            # Both workers worked: with --limit 1 each, the two runs overlapping means two workers ran them.
+            spans = sorted((r["start_time"], r["end_time"]) for r in finished)
+            assert spans[1][0] < spans[0][1], f"the runs did not overlap: {spans}"
+
+            reports = [json.loads(next(tmp_path.glob(f"wave-{w['name']}-*.json")).read_text()) for w in WAVES]
+            in_waves = [
+                next(x for x in rep["waves"] if x["name"] == w["name"])
+                for rep, w in zip(reports, WAVES, strict=True)
+            ]
+            assert sum(w["clusters"] for w in in_waves) > CLUSTERS // 2
+            changed = sum(rep["summary"]["mutations"] for rep in reports)
+            assert changed > CLUSTERS // 2
+
+            # No task run lost: every cluster the flows handled has its task run, all of them final.
+            wait_recorded(redis_db, timeout=300)
+            recorded_at = time.monotonic()
+            total = count_task_runs(stack, ids)
+            disable = count_task_runs(stack, ids, name={"like_": "disable-cluster"})
+            scans = count_task_runs(stack, ids, name={"like_": "scan-clusters"})
+            completed = count_task_runs(stack, ids, state={"type": {"any_": ["COMPLETED"]}})
+            cfg = yaml.safe_load(config.read_text())
+            per_task = cfg.get("limits", {}).get("clusters_per_task", 50)
+            assert disable == sum(w["clusters"] for w in in_waves)
+            assert scans == sum(math.ceil(w["clusters"] / per_task) for w in in_waves)
+            assert completed == total > disable
+            # No event lost: each task run's Completed event is stored.
+            for fid in ids:
+                done_here = count_task_runs(stack, [fid], state={"type": {"any_": ["COMPLETED"]}})
+                assert count_events(stack, fid, "prefect.task-run.Completed") == done_here
+
+        # The shared limit held across both runs, and nothing was harmed on the way.
+        peak = max_concurrent_operations(sim)
+        invariants = sim.fleet.invariant_report()
+    assert 1 < peak <= MUTATION_SLOTS, peak
+    assert not invariants["conflicts"] and not invariants["duplicates"] and not invariants["lost_settings"]
+    assert invariants["accepted"] >= changed
+    print(
+        f"\nscale: {CLUSTERS} clusters, {total} task runs, {changed} GKE operations (at most {peak} at once); "
+        f"deploy {deployed_at - started:.0f}s, flows {flows_done - deployed_at:.0f}s, "
+        f"recorded {recorded_at - flows_done:.0f}s later, total {time.monotonic() - started:.0f}s"
+    )
