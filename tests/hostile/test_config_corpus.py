@@ -48,7 +48,7 @@ def _with(data: dict[str, Any], section: str, **values: Any) -> dict[str, Any]:
 CORPUS: list[tuple[str, Any, list[str]]] = [
     ("unclosed-bracket", "scope: {organization: '1'\napi: [", ["not valid YAML", "line"]),
     ("tab-indent", "scope:\n\torganization: '1'\n", ["not valid YAML", "line 2"]),
-    ("not-utf8", b"scope:\n  organization: '\xff\xfe'\n", ["cannot read", "config"]),
+    ("not-utf8", b"scope:\n  organization: '\xff\xfe'\n", ["not UTF-8 text"]),
     ("empty-file", "", ["top level must be a mapping"]),
     ("top-level-list", "- scope\n- api\n", ["top level must be a mapping"]),
     ("yaml-bomb", BOMB + "scope: {organization: '1'}\n", ["unknown key"]),
