@@ -264,7 +264,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="portcullis", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="portcullis",
+        description=__doc__.split("\n")[0],
+        epilog="exit status: 0 every selected cluster reached the goal; 1 some did not, or a project errored; "
+        "2 bad usage or configuration (nothing called); 130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM "
+        "(probe objects deleted, running operations left to finish and listed as in_flight in --report)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("inventory", help="every cluster in scope and its port state at every level")
