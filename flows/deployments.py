@@ -139,24 +139,25 @@ def rollout_wave(
         plan = plan_flow.fn(config_path, clusters or None, None)
         planned = next(w for w in plan["waves"] if w["name"] == wave)
         if not planned["clusters"]:
-            log.info("wave %s selects no cluster that still needs the change; nothing to do", wave)
-        answer = approve_wave(wave, planned)
-        approval = {
-            "approved": answer.approve,
-            "by": answer.approver or "unnamed operator",
-            "comment": answer.comment,
-            "via": "prefect-ui",
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        if not answer.approve:
-            path = write_json(
-                report_path(report_dir, f"wave-{wave}"),
-                {"kind": "rollout-wave", "wave": wave, "approval": approval, "clusters": []},
-            )
-            return Cancelled(
-                message=f"wave {wave} was not approved by {approval['by']} ({answer.comment or 'no comment'}); "
-                f"nothing changed. Report: {path}"
-            )
+            log.info("wave %s selects no cluster that still needs the change: nothing to approve", wave)
+        else:
+            answer = approve_wave(wave, planned)
+            approval = {
+                "approved": answer.approve,
+                "by": answer.approver or "unnamed operator",
+                "comment": answer.comment,
+                "via": "prefect-ui",
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            if not answer.approve:
+                path = write_json(
+                    report_path(report_dir, f"wave-{wave}"),
+                    {"kind": "rollout-wave", "wave": wave, "approval": approval, "clusters": []},
+                )
+                return Cancelled(
+                    message=f"wave {wave} was not approved by {approval['by']} "
+                    f"({answer.comment or 'no comment'}); nothing changed. Report: {path}"
+                )
     report = rollout_flow.fn(
         config_path, clusters or None, None, dry_run=dry_run, auto_approve=auto_approve, waves=[wave]
     )

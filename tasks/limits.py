@@ -35,7 +35,7 @@ from config.schema import Config, ConfigError, load_config
 LEASE_SECONDS = 60.0
 POLL_MIN_SECONDS = 0.05  # first wait for a busy limit; grows by half each time
 POLL_MAX_SECONDS = 0.5
-_asking = threading.Lock()  # one thread per process asks the server; the others wait here
+_asking = threading.Semaphore(4)  # at most 4 threads per process ask the server; the others wait here
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,9 @@ def mutation_slot(name: str | None) -> Iterator[None]:
     """Hold one slot of the fleet-wide mutation limit `name` for the duration; nothing at all when None.
 
     Not `prefect.concurrency.sync.concurrency`: that one sleeps out the server's Retry-After (up to 30 s) on a busy
-    limit while every other caller in the process queues behind it, so a busy limit hands over one slot per
-    Retry-After however many are free (measured: 2 slots/s where 50/s were possible). Here one thread per process
-    at a time asks, again within POLL_MAX_SECONDS, and the rest wait for it locally. The slot is held under a lease
+    limit while every other caller in the process queues behind it, so a busy limit hands slots over slowly
+    (docs/BENCHMARKS.md: 1.5 slots/s against 6.7/s here, 8 slots, 32 threads). Here up to four threads per process
+    ask at once, each again within POLL_MAX_SECONDS, and the rest wait locally. The slot is held under a lease
     renewed in the background, so a worker that dies frees its slots within LEASE_SECONDS.
     """
     if not name:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.deploy.stack import OUTPUT, Deployed
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]  # includes starting the stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

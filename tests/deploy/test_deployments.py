@@ -100,12 +100,6 @@ class FakeClient:
         self.known, self.busy = known, busy  # busy: answer 423 Locked this many times first
         self.calls: list[str] = []
 
-    def __enter__(self) -> FakeClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
     def increment_concurrency_slots_with_lease(self, names: list[str], **_: object) -> httpx.Response:
         request = httpx.Request("POST", "http://prefect/api/v2/concurrency_limits/increment-with-lease")
         if self.busy:
