@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="portcullis-bench-chaos-prefect-"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry writes competing for SQLite
 
 from gkesim.generate import generate_fleet  # noqa: E402
 from gkesim.server import Simulator  # noqa: E402
@@ -96,6 +97,7 @@ def one(
         expect = expectations(sim.fleet.spec)
         config = portcullis_config(sim, workdir / "portcullis.yaml", **SECTIONS)
         t0 = time.monotonic()
+        load_before = os.getloadavg()
         out = run_chaos(
             sim, config, workdir, kills=kills, seed=seed, kinds=["mutations", "probe", "time"],
             mutation_steps=(20, 150), time_window=(20.0, 90.0), kill_cap_seconds=300, final_timeout=3600, log=lambda m: print(f"  [{label}] {m}", flush=True),
@@ -105,6 +107,7 @@ def one(
         failed_ops = sum(1 for op in sim.fleet.operations.values() if op.msg.error.code)
         return {
             "label": label,
+            "load_average": [round(x, 1) for x in load_before] + [round(x, 1) for x in os.getloadavg()],
             "clusters": len(expect),
             "expect": dict(categories(expect)),
             "kills": [vars(k) for k in out.kills],
@@ -164,6 +167,8 @@ def markdown(clean: dict[str, Any], chaos: dict[str, Any], args: argparse.Namesp
                               f"{k['operations_running']} operations running, {k['probe_objects_live']} probe "
                               "objects in clusters)" for k in chaos["kills"]) + ".",
         f"Run durations (s): fault-free {clean['run_seconds']}, chaos {chaos['run_seconds']}.",
+        f"Load average (1/5/15 min) at the start and the end of each: fault-free {clean['load_average']}, "
+        f"chaos {chaos['load_average']} (2 cores, shared with other sessions).",
         f"Final outcomes: fault-free {clean['final_outcomes']}; chaos {chaos['final_outcomes']}.",
         f"Faults by method: {dict(sorted(chaos['faults_injected'].items()))}.",
     ]  # fmt: skip
