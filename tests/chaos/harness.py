@@ -235,15 +235,18 @@ def run_chaos(
     seed: int,
     env: dict[str, str] | None = None,
     kinds: list[str] | None = None,
+    mutation_steps: tuple[int, int] = (1, 6),
+    time_window: tuple[float, float] = (8.0, 30.0),
     kill_cap_seconds: float = 90.0,
     final_timeout: float = 600.0,
     log: Any = None,
 ) -> Outcome:
     """Start `portcullis rollout`, SIGKILL it `kills` times at seeded moments, then let one run finish.
 
-    Each kill waits for a seeded trigger: `mutations` (1-6 more mutations accepted), `probe` (an Autopilot probe
-    being set up: its objects are in the cluster) or `time` (8-30 s after the start); `kinds` fixes the order
-    of triggers, otherwise they are drawn. A trigger not reached by `kill_cap_seconds` kills at the cap.
+    Each kill waits for a seeded trigger: `mutations` (`mutation_steps` more mutations accepted), `probe` (an
+    Autopilot probe being set up: its objects are in the cluster) or `time` (`time_window` seconds after the
+    start); `kinds` fixes the order of triggers, otherwise they are drawn. A trigger not reached by
+    `kill_cap_seconds` kills at the cap.
     """
     rng = random.Random(seed)
     fleet = sim.fleet
@@ -281,8 +284,8 @@ def run_chaos(
             if kinds:
                 kind = kinds[(run - 1) % len(kinds)]
             base_acc, base_probe = accepted(fleet), probe_creates(fleet)
-            step = rng.randint(1, 6)
-            delay = rng.uniform(8.0, 30.0)
+            step = rng.randint(*mutation_steps)
+            delay = rng.uniform(*time_window)
             label = {"mutations": f"{step} more mutation(s) accepted", "probe": "a probe being set up",
                      "time": f"{delay:.1f}s after start"}[kind]  # fmt: skip
             while proc.poll() is None:
