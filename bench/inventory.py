@@ -119,6 +119,9 @@ def row(name: str, conc: int, r: dict, base: dict | None) -> list[str]:
         if "discover" in r
         else f"(Prefect start {r['prefect_start']:.1f} s, not counted)"
     )
+    if "cpu" in r:
+        c = r["cpu"]
+        phases += f" (CPU {c['discover']:.2f} / {c['list']:.2f} / {c['assemble']:.2f})"
     return [
         name,
         str(conc),
@@ -203,11 +206,11 @@ def main() -> int:
                 "measurement",
                 "concurrency",
                 "wall s",
-                "discover / list / assemble s",
+                "discover / list / assemble s (CPU s)",
                 "calls",
                 "clusters",
                 "peak RSS MB",
-                "CPU s",
+                "process CPU s",
                 "vs sequential",
             ],
             rows,
