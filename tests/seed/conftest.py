@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,12 @@ class SeedShell:
         ran = self.run(template, **kw)
         assert ran.returncode == 0, f"{ran.command} exited {ran.returncode}:\n{ran.stdout}\n{ran.stderr}"
         return ran.stdout
+
+    def ok_all(self, *calls: tuple[str, dict[str, Any]]) -> list[str]:
+        """Independent commands at once (gcloud spends most of its 1-3 s starting up); outputs in call order."""
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = [pool.submit(self.ok, template, **kw) for template, kw in calls]
+            return [f.result() for f in futures]
 
 
 @pytest.fixture(scope="session")

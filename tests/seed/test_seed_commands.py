@@ -222,19 +222,23 @@ def test_disable_and_verify_all_three_levels(seed_shell: Any, gcloud: str) -> No
               (POOL_DISABLE, POOL_VERIFY, pool)]  # fmt: skip
 
     # Unset everywhere: the verification commands print an empty line (unset is not "disabled").
-    for _, verify, names in levels:
-        assert shell.ok(verify, project=PROJECT, **names) == "\n"
-    for disable, _, names in levels:
-        shell.ok(disable, project=PROJECT, **names)
-    for _, verify, names in levels:
-        out = shell.ok(verify, project=PROJECT, **names)
+    before = shell.ok_all(*[(verify, {"project": PROJECT, **names}) for _, verify, names in levels])
+    assert before == ["\n", "\n", "\n"]
+    # The two clusters at once; the pool after its cluster's default (one operation per cluster at a time).
+    shell.ok_all(*[(disable, {"project": PROJECT, **names}) for disable, _, names in levels[:2]])
+    shell.ok(POOL_DISABLE, project=PROJECT, **pool)
+    *after, ca = shell.ok_all(
+        *[(verify, {"project": PROJECT, **names}) for _, verify, names in levels],
+        (CLUSTER_CA, {"project": PROJECT, **std}),  # the migration step's command, while we are here
+    )
+    for out in after:
         assert out == "insecureKubeletReadonlyPortEnabled=False\n"  # gcloud's value() rendering of the seed's
         assert normalise_value(out) == SEED_PROMISE
 
     # What gcloud sent, as the simulator journaled it: only the port field, at each level.
     sent = [(e.method, e.target.rsplit("/", 1)[-1], e.detail) for e in shell.sim.fleet.journal]
     off = {"insecure_kubelet_readonly_port_enabled": False}
-    assert sent == [
+    assert sorted(sent, key=str) == [
         ("UpdateCluster", "auto", {"desired_node_pool_auto_config_kubelet_config": off}),
         ("UpdateCluster", "std", {"desired_node_kubelet_config": off}),
         ("UpdateNodePool", "default-pool", {"kubelet_config": off}),
@@ -244,8 +248,7 @@ def test_disable_and_verify_all_three_levels(seed_shell: Any, gcloud: str) -> No
     assert not any(n.port_open for c in fleet_.clusters.values() for n in c.all_nodes())
 
     # The migration step's command: the cluster CA that clients of port 10250 must trust.
-    ca = shell.ok(CLUSTER_CA, project=PROJECT, **std).strip()
-    assert base64.b64decode(ca) == shell.sim.kube.ca_pem
+    assert base64.b64decode(ca.strip()) == shell.sim.kube.ca_pem
 
 
 def test_trap_seed_pool_command_loses_kubelet_settings_portcullis_keeps_them(
@@ -267,25 +270,31 @@ def test_trap_seed_pool_command_loses_kubelet_settings_portcullis_keeps_them(
     )
     seed_pool = {"CLUSTER_NAME": "seed-way", "LOCATION": "us-central1", "NODE_POOL_NAME": "tuned"}
     ours_pool = {**seed_pool, "CLUSTER_NAME": "portcullis-way"}
-    before = shell.ok(POOL_VERIFY, project=PROJECT, **seed_pool)
-    assert before == "cpuManagerPolicy=static;podPidsLimit=4096\n"
 
-    # The seed's way: the verification passes exactly as promised, and the pool's other settings are gone.
-    shell.ok(POOL_DISABLE, project=PROJECT, **seed_pool)
-    after = shell.ok(POOL_VERIFY, project=PROJECT, **seed_pool)
-    assert normalise_value(after) == SEED_PROMISE
-
-    # Portcullis's way, on the twin cluster: `portcullis rollout --yes` as an operator runs it.
+    # Portcullis's way, on the twin cluster: `portcullis rollout --yes` as an operator runs it (started first,
+    # it works on its own cluster while the seed's commands run on the other).
     config = write_config(shell.sim)
     report = tmp_path / "rollout.json"
     cli = Path(sys.executable).with_name("portcullis")
     argv = [str(cli)] if cli.exists() else [sys.executable, "-m", "flows.cli"]
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [*argv, "rollout", "--yes", "--config", str(config), "--report", str(report),
          "--cluster", path("us-central1", "portcullis-way")],
-        capture_output=True, text=True, timeout=240,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    try:
+        before = shell.ok(POOL_VERIFY, project=PROJECT, **seed_pool)
+        assert before == "cpuManagerPolicy=static;podPidsLimit=4096\n"
+        # The seed's way: the verification passes exactly as promised, and the pool's other settings are gone.
+        shell.ok(POOL_DISABLE, project=PROJECT, **seed_pool)
+        after = shell.ok(POOL_VERIFY, project=PROJECT, **seed_pool)
+        assert normalise_value(after) == SEED_PROMISE
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     outcome = {c["name"]: c["outcome"] for c in json.loads(report.read_text())["clusters"]}
     assert outcome == {"portcullis-way": "verified"}
     ours = shell.ok(POOL_VERIFY, project=PROJECT, **ours_pool)
