@@ -182,6 +182,9 @@ class Rollout(_Strict):
     prefect_mutations_in_flight: int = Field(default=20, ge=1)  # its slots, set by `make deploy`
     operation_timeout_seconds: float = Field(default=3600.0, gt=0)
     operation_poll_seconds: float = Field(default=5.0, gt=0)
+    operation_poll_max_seconds: float = Field(
+        default=30.0, gt=0
+    )  # the backoff between polls stops growing here
     operation_retries: int = Field(default=2, ge=0)
     verify_nodes: bool = True  # confirm on a node's running kubelet (/configz) that the port is closed
     default_soak_seconds: float = Field(default=300.0, ge=0)

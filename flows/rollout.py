@@ -7,6 +7,7 @@ again, so what is already disabled is left alone and an operation a killed run l
 from __future__ import annotations
 
 import contextvars
+import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -41,7 +42,9 @@ def disable_task(
     """Gate, plan, apply and verify one cluster (one operation at a time on it)."""
     rt = runtime_for(config_path)
     if scan is not None and time.time() - scan.scanned_at > rt.config.gate.max_scan_age_seconds:
-        scan = Scanner(rt).scan([record])[record.path]  # the verdict went stale while the wave ran: read again
+        scan = Scanner(rt).scan([record])[
+            record.path
+        ]  # the verdict went stale while the wave ran: read again
     decision = gate_decision(scan, rt.config.gate) if scan else GateDecision(False, "not scanned: no verdict")
     return disable_cluster(record, scan, decision, applier, wave, dry_run)
 
@@ -64,9 +67,20 @@ def run_wave(
     with ThreadPoolExecutor(
         max_workers=plan.wave.concurrency, thread_name_prefix=f"wave-{plan.wave.name}"
     ) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, one, rec) for rec in plan.clusters]
-        runs = [f.result() for f in futures]
+        # Interleave projects so the workers do not all queue on one project's operation slots.
+        futures = {
+            rec.path: pool.submit(contextvars.copy_context().run, one, rec)
+            for rec in by_project_round_robin(plan.clusters)
+        }
+        runs = [futures[rec.path].result() for rec in plan.clusters]
     return runs
+
+
+def by_project_round_robin(records: list[ClusterRecord]) -> list[ClusterRecord]:
+    groups: dict[str, list[ClusterRecord]] = {}
+    for rec in records:
+        groups.setdefault(rec.state.project, []).append(rec)
+    return [r for row in itertools.zip_longest(*groups.values()) for r in row if r is not None]
 
 
 def skip_all(plan: WavePlan, reason: str) -> list[ClusterRun]:

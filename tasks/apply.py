@@ -133,7 +133,9 @@ class Applier:
             if time.monotonic() + delay > deadline:
                 raise OperationTimeout(op_name)
             self.sleep(delay)
-            delay = min(delay * 1.5, max(self.cfg.operation_poll_seconds, 30.0))
+            delay = min(
+                delay * 1.5, max(self.cfg.operation_poll_seconds, self.cfg.operation_poll_max_seconds)
+            )
 
     def settle(self, path: str) -> None:
         for name in self.running_operations(path):

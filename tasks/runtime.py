@@ -7,7 +7,7 @@ opening their own, and one retry budget covers the whole run.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.schema import Config, load_config
@@ -20,11 +20,14 @@ class Runtime:
     config: Config
     clients: Clients
     caller: Caller
+    node_reads: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(32))
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
         clients = build_clients(config.api, kube_pool_size=config.scan.concurrency)
-        return cls(config, clients, Caller(config.limits))
+        return cls(
+            config, clients, Caller(config.limits), threading.BoundedSemaphore(config.scan.concurrency)
+        )
 
     def close(self) -> None:
         self.clients.close()

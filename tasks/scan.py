@@ -8,6 +8,7 @@ could hide use (an unreachable node, a pool not sampled, a probe that failed) ma
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -165,9 +166,10 @@ class Scanner:
         return self.rt.clients.kube(rec.state.endpoint, rec.state.ca_certificate)
 
     def _read(self, job: _NodeJob) -> tuple[NodeReading, float]:
-        reading = kube.read_metrics(
-            job.api, job.node.name, self.cfg.request_timeout_seconds, self.cfg.max_metrics_bytes
-        )
+        with self.rt.node_reads:  # node reads in flight across every batch of this run, not per batch
+            reading = kube.read_metrics(
+                job.api, job.node.name, self.cfg.request_timeout_seconds, self.cfg.max_metrics_bytes
+            )
         return reading, self.now()
 
     def _culprits(self, api: k8s.ApiClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
@@ -234,7 +236,9 @@ class Scanner:
 
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="scan-prep") as pool:
             prepared = list(pool.map(prepare, records))
-        jobs = [job for _, cluster_jobs, _ in prepared for job in cluster_jobs]
+        # Round-robin across clusters: one cluster's nodes are not all read at once (connections, server threads).
+        groups = [cluster_jobs for _, cluster_jobs, _ in prepared]
+        jobs = [job for row in itertools.zip_longest(*groups) for job in row if job is not None]
         window = self.cfg.window_seconds
 
         def first(job: _NodeJob) -> None:
