@@ -35,11 +35,11 @@ pytestmark = [pytest.mark.scale, pytest.mark.timeout(1500)]  # 13.5 min measured
 CLUSTERS = int(os.environ.get("PORTCULLIS_SCALE_CLUSTERS", "2000"))
 PROJECTS = max(1, CLUSTERS // 20)
 MUTATION_SLOTS = 8  # the fleet-wide limit; each run alone would allow 16 at once
-REDIS_DB = int(
-    os.environ.get("PORTCULLIS_SCALE_REDIS_DB", "11")
-)  # this test's own db index: flushed, nothing else
+REDIS_DBS = range(11, 16)  # db indexes this test may claim, one per concurrent run; flushed, nothing else
+CLAIM = "portcullis-scale-test:owner"  # pid of the test process using the db index
 PG = "postgresql://postgres@127.0.0.1:5432"
 RECORDERS = ("task-run-recorder", "event-persister")
+NOT_COMPLETED = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING", "CANCELLED", "FAILED", "CRASHED"]
 WAVES = [  # chosen by project label, so both runs agree on which cluster is whose while both are running
     {"name": "prod", "select": {"project_labels": {"env": "prod"}}, "concurrency": 16},
     {"name": "rest", "select": {"all": True}, "concurrency": 16},
@@ -75,18 +75,35 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_db() -> Iterator[Any]:
-    """This test's Redis db index, emptied before and after (only that index)."""
+    """A Redis db index of this test's own, emptied before and after (only that index).
+
+    Prefect's stream names are fixed (`events`), so two scale tests on one machine must not share an index: each
+    claims a free one among REDIS_DBS with a key that names its process, and takes over only a dead process's.
+    """
     import redis
 
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, socket_timeout=10)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(
-            f"Redis is not reachable at 127.0.0.1:6379 ({exc}). The scale test needs it: on these machines start "
-            "it with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`."
-        )
-    client.flushdb()
+    for index in REDIS_DBS:
+        client = redis.Redis(host="127.0.0.1", port=6379, db=index, socket_timeout=10)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            pytest.fail(
+                f"Redis is not reachable at 127.0.0.1:6379 ({exc}). The scale test needs it: on these machines "
+                "start it with `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no`."
+            )
+        owner = client.get(CLAIM)
+        if owner is not None and _alive(int(owner)):
+            client.close()
+            continue
+        if owner is None and client.dbsize():
+            client.close()  # someone else's data: never flushed by this test
+            continue
+        client.flushdb()
+        if client.set(CLAIM, os.getpid(), nx=True):
+            break
+        client.close()
+    else:
+        pytest.fail(f"no free Redis db index among {list(REDIS_DBS)} (each holds another run's data)")
     try:
         yield client
     finally:
@@ -94,12 +111,22 @@ def redis_db() -> Iterator[Any]:
         client.close()
 
 
-def server_env(path: Path, database_url: str) -> Path:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def server_env(path: Path, database_url: str, redis_index: int) -> Path:
     """ops/scale-server.env with this test's database and Redis db index."""
     overrides = {
         "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-        "PREFECT_REDIS_MESSAGING_DB": str(REDIS_DB),
-        "PREFECT_SERVER_DOCKET_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "PREFECT_REDIS_MESSAGING_DB": str(redis_index),
+        "PREFECT_SERVER_DOCKET_URL": f"redis://127.0.0.1:6379/{redis_index}",
     }
     lines = []
     for line in (REPO / "ops" / "scale-server.env").read_text().splitlines():
@@ -184,6 +211,18 @@ def count_task_runs(stack: Deployed, flow_run_ids: list[str], **task_filter: Any
     return r.json()
 
 
+def unfinished(stack: Deployed, flow_run_ids: list[str]) -> list[tuple[str, str, str]]:
+    """Name, state and flow run of the task runs that are not Completed (for the failure message)."""
+    body = {
+        "flow_runs": {"id": {"any_": flow_run_ids}},
+        "task_runs": {"state": {"type": {"any_": NOT_COMPLETED}}},
+        "limit": 50,
+    }
+    r = stack.post("/task_runs/filter", body)
+    r.raise_for_status()
+    return [(t["name"], (t["state"] or {}).get("type", "none"), t["flow_run_id"]) for t in r.json()]
+
+
 def count_events(stack: Deployed, flow_run_id: str, event: str) -> int:
     body = {
         "filter": {
@@ -209,7 +248,11 @@ def test_two_workers_roll_out_a_generated_fleet_through_postgres_and_redis(
         config = rollout_config(tmp_path / "portcullis.yaml", sim)
         env = {
             "PORTCULLIS_CONFIG": str(config),
-            "PORTCULLIS_SERVER_ENV": str(server_env(tmp_path / "server.env", postgres_url)),
+            "PORTCULLIS_SERVER_ENV": str(
+                server_env(
+                    tmp_path / "server.env", postgres_url, redis_db.connection_pool.connection_kwargs["db"]
+                )
+            ),
             "PORTCULLIS_WORKERS": "2",
         }
         with deployed(tmp_path / "deploy", env) as stack:
@@ -260,7 +303,10 @@ def test_two_workers_roll_out_a_generated_fleet_through_postgres_and_redis(
             per_task = cfg.get("limits", {}).get("clusters_per_task", 50)
             assert disable == sum(w["clusters"] for w in in_waves)
             assert scans == sum(math.ceil(w["clusters"] / per_task) for w in in_waves)
-            assert completed == total > disable
+            assert total > disable
+            assert completed == total, (
+                f"{total - completed} task runs not Completed: {unfinished(stack, ids)}"
+            )
             # No event lost: each task run's Completed event is stored.
             for fid in ids:
                 done_here = count_task_runs(stack, [fid], state={"type": {"any_": ["COMPLETED"]}})
