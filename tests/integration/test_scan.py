@@ -124,6 +124,12 @@ def test_probe_leaves_nothing_behind(make_sim, write_config) -> None:
     for path_, result in results.items():
         assert not result.leftovers, path_
         store = sim.fleet.clusters[path_].kube
+        # A namespace being finalized (Terminating) has been deleted: Kubernetes removes it and its contents shortly.
+        terminating = {
+            o["metadata"]["name"]
+            for o in store.all_objects("namespaces")
+            if o["metadata"].get("deletionTimestamp")
+        }
         for resource in (
             "namespaces",
             "clusterroles",
@@ -135,8 +141,10 @@ def test_probe_leaves_nothing_behind(make_sim, write_config) -> None:
             left = [
                 o
                 for o in store.all_objects(resource)
-                if "portcullis-probe" in o["metadata"]["name"] and not o["metadata"].get("deletionTimestamp")
-            ]  # a namespace being finalized (Terminating) has been deleted: Kubernetes removes it shortly
+                if "portcullis-probe" in o["metadata"]["name"]
+                and not o["metadata"].get("deletionTimestamp")
+                and o["metadata"].get("namespace") not in terminating
+            ]
             assert not left, (path_, resource)
 
 
