@@ -36,9 +36,14 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks (minutes each on 2 cores); figures are recorded in docs/BENCHMARKS.md.
 bench: install
 	$(PY) bench/sim_throughput.py
 	$(PY) bench/inventory.py
+	$(PY) bench/scan.py
+	$(PY) bench/rollout.py
+	$(PY) bench/manual_baseline.py
+	$(PY) bench/chaos.py
 
 # A local Prefect server with the UI, the work pool, the shared limits, every deployment and a worker (docs/OPERATIONS.md).
 # Set PORTCULLIS_CONFIG=path/to/config.yaml to use real GCP; unset, a simulator is started and used.
