@@ -199,8 +199,13 @@ def test_scale_server_settings_are_all_known_to_prefect() -> None:
         if line and not line.startswith("#")
     ]
     assert "PREFECT_API_DATABASE_CONNECTION_URL" in keys and "PREFECT_MESSAGING_BROKER" in keys
+    from prefect_redis.messaging import RedisMessagingConsumerSettings
+
+    consumer_fields = {f.upper() for f in RedisMessagingConsumerSettings.model_fields}
     for key in keys:
-        if key.startswith("PREFECT_REDIS_MESSAGING_"):
+        if key.startswith("PREFECT_REDIS_MESSAGING_CONSUMER_"):
+            assert key.removeprefix("PREFECT_REDIS_MESSAGING_CONSUMER_") in consumer_fields, key
+        elif key.startswith("PREFECT_REDIS_MESSAGING_"):
             assert key.removeprefix("PREFECT_REDIS_MESSAGING_") in redis_fields, key
         else:
             assert key in known, f"{key} is not a Prefect setting"

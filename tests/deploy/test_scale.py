@@ -294,6 +294,12 @@ def test_two_workers_roll_out_a_generated_fleet_through_postgres_and_redis(
 
             # No task run lost: every cluster the flows handled has its task run, all of them final.
             wait_recorded(redis_db, timeout=300)
+            dead = redis_db.keys(
+                "dlq*"
+            )  # messages the server gave up on (acknowledged, so no lag shows them)
+            assert not dead, (
+                f"the server dead-lettered messages (their task runs stay behind): {sorted(dead)[:5]}"
+            )
             recorded_at = time.monotonic()
             total = count_task_runs(stack, ids)
             disable = count_task_runs(stack, ids, name={"like_": "disable-cluster"})
