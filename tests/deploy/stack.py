@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import retry, retry_if_result, stop_after_attempt, wait_exponential
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output"
@@ -30,6 +31,19 @@ FAST = {
     "PREFECT_LOGGING_LEVEL": "INFO",
 }
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+# What Prefect's own client retries: the server answers 503 when its database is busy (SQLite locked, a
+# PostgreSQL connection lost) after rolling the request back, so sending it again is safe.
+RETRYABLE = {429, 502, 503}
+
+
+@retry(
+    retry=retry_if_result(lambda r: r.status_code in RETRYABLE),
+    wait=wait_exponential(multiplier=0.5, max=8),
+    stop=stop_after_attempt(8),
+    retry_error_callback=lambda state: state.outcome.result(),  # the last answer, raised by the caller
+)
+def send(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.request(method, url, **kwargs)
 
 
 def free_port() -> int:
@@ -52,12 +66,12 @@ class Deployed:
         return f"{self.ui}/api"
 
     def get(self, path: str) -> Any:
-        r = httpx.get(f"{self.api}{path}", timeout=30)
+        r = send("GET", f"{self.api}{path}", timeout=30)
         r.raise_for_status()
         return r.json()
 
     def post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.api}{path}", json=dict(body), timeout=60)
+        return send("POST", f"{self.api}{path}", json=dict(body), timeout=60)
 
     def deployment(self, name: str) -> dict[str, Any]:
         return self.get(f"/deployments/name/{name}/{name}")
