@@ -80,7 +80,11 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     todo = [c for c in report["clusters"] if c["outcome"] != "compliant"]
     if todo:
         out.print(
-            rows_table("Clusters that need work", todo, ["project", "location", "name", "mode", "version", "outcome", "reasons"])
+            rows_table(
+                "Clusters that need work",
+                todo,
+                ["project", "location", "name", "mode", "version", "outcome", "reasons"],
+            )
         )
     print_findings(out, report["errors"])
     if args.csv:
@@ -237,9 +241,6 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.node_pool and len(args.cluster) != 1:
         raise UsageError("--node-pool needs exactly one --cluster")
     report = rollback_flow(config_path, args.cluster, args.node_pool or None, args.report, args.dry_run)
-    report.setdefault("summary", {"outcome": {}})
-    for c in report["clusters"]:
-        report["summary"]["outcome"][c["outcome"]] = report["summary"]["outcome"].get(c["outcome"], 0) + 1
     return _rollout_summary(console(), report, args)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from prefect import flow
 
 from flows.inventory import collect_inventory
-from tasks import artifacts
+from tasks import artifacts, live
 from tasks.plan import Change, plan_cluster
 from tasks.report import write_json
 from tasks.rollout import outside_rollout
@@ -24,6 +24,7 @@ def plan_flow(
     config_path: str, clusters: list[str] | None = None, report_path: str | None = None
 ) -> dict[str, Any]:
     """Show the rollout's waves and every change it would make; change nothing."""
+    live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     cfg = runtime_for(config_path).config.rollout
     inv = collect_inventory(config_path, clusters)
     skipped, candidates = [], []

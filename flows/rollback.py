@@ -11,11 +11,11 @@ from typing import Any
 from prefect import flow
 
 from flows.inventory import collect_inventory
-from tasks import artifacts
+from tasks import artifacts, live
 from tasks.apply import Applier, OperationSlots
 from tasks.eligibility import version_gate
 from tasks.plan import Noop, changes, plan_cluster
-from tasks.report import write_json
+from tasks.report import count_by, write_json
 from tasks.rollout import GOAL, ClusterRun, Outcome
 from tasks.runtime import runtime_for
 from tasks.state import PortState
@@ -31,9 +31,11 @@ def rollback_flow(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Re-enable the read-only port on the named clusters (or only the named node pools)."""
+    live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     rt = runtime_for(config_path)
     applier = Applier(rt, OperationSlots(rt.config.rollout))
     inv = collect_inventory(config_path, clusters)
+    live.begin("rollback", [(r.path, str(r.state.mode)) for r in inv.records])
     runs = []
     for rec in inv.records:
         state = applier.read(rec.path)
@@ -64,10 +66,12 @@ def rollback_flow(
                 if problems:
                     run.outcome = Outcome.FAILED
         runs.append(run)
+        live.finished("rollback", run.to_json())
     report = {
         "kind": "rollback",
         "dry_run": dry_run,
         "ok": not inv.findings and all(r.outcome in GOAL for r in runs),
+        "summary": {"clusters": len(runs), "outcome": count_by((r.to_json() for r in runs), "outcome")},
         "clusters": [r.to_json() for r in runs],
         "errors": [f.to_json() for f in inv.findings],
     }

@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow
 
 from flows.inventory import collect_inventory, publish_inventory
-from tasks import artifacts
-from tasks.report import write_json
+from tasks import artifacts, live
+from tasks.report import count_by, write_json
 from tasks.verify import check_levels
 
 
@@ -17,6 +17,7 @@ def verify_flow(
     config_path: str, clusters: list[str] | None = None, report_path: str | None = None
 ) -> dict[str, Any]:
     """Read every cluster's port setting at every level and report drift from explicit false."""
+    live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     with artifacts.prefect_progress():
         inv = collect_inventory(config_path, clusters)
     publish_inventory(inv)
@@ -32,9 +33,7 @@ def verify_flow(
                 "reasons": v.reasons,
             }
         )
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+    counts = count_by(rows, "outcome")
     artifacts.table("verify-clusters", rows, "Port state per cluster (verification only)")
     artifacts.markdown("verify-summary", artifacts.summary_markdown("Verification", {"outcome": counts}))
     report = {

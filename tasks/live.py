@@ -130,7 +130,7 @@ def partial_report(signal_name: str, exit_status: int, leftovers: list[str]) -> 
             row = {
                 "cluster": path,
                 "mode": clusters.get(path, ""),
-                "outcome": "skipped" if kind == "rollout" else "not_scanned",
+                "outcome": "not_scanned" if kind == "scan" else "skipped",
                 "reason": f"interrupted ({signal_name}) before this cluster was reached; rerun",
             }
         rows.append({"project": project, "location": location, "name": name, **row})

@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
         fh.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def count_by(rows: Iterable[Mapping[str, Any]], key: str) -> dict[str, int]:
+    """How many rows have each value of `key` (an outcome, a verdict): the summaries' and artifacts' counts."""
+    return dict(Counter(str(row[key]) for row in rows))
 
 
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> Path:

@@ -184,3 +184,30 @@ def test_interrupted_wave_leaves_operations_running_and_the_next_run_picks_up(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     verdict = judge(sim, json.loads(final.read_text()), expectations(sim.fleet.spec))
     assert verdict["problems"] == [], verdict
+
+
+def test_sigterm_during_a_rollback_leaves_its_operation_running_and_reports_it(
+    make_sim, prefect_api, tmp_path
+) -> None:
+    """Rollback mutates too: SIGTERM takes the same path as in a rollout (Prefect's engine does not keep it)."""
+    sim = make_sim(FLEET, time_scale=0.01)
+    config = portcullis_config(sim, tmp_path / "c.yaml", rollout={"operation_retries": 0})
+    report = tmp_path / "partial.json"
+    targets = [f"projects/{P}/locations/{LOC}/clusters/std-{i}" for i in range(2)]
+    args = ["rollback", "--config", str(config), "--report", str(report)]
+    proc = _start([*args, *(a for t in targets for a in ("--cluster", t))], tmp_path / "run.log")
+    _wait_for(proc, lambda: len(_not_done(sim)) >= 1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    running = _not_done(sim)
+    log = (tmp_path / "run.log").read_text(errors="replace")
+
+    assert code == 143, log
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True and data["kind"] == "rollback" and data["exit_status"] == 143
+    assert running, "the operation was left to finish, not waited on"
+    rows = {c["cluster"]: c for c in data["clusters"]}
+    assert sorted(rows) == sorted(targets), "every named cluster accounted for once"
+    for target in running.values():
+        assert rows[target.split("/nodePools/")[0]]["outcome"] == "in_flight"
+    assert {c["outcome"] for c in rows.values()} <= {"in_flight", "rolled_back", "skipped"}
