@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import UserDict
 from typing import Any
 
 from prefect import flow, task
@@ -58,10 +59,16 @@ def publish_inventory(inv: Inventory) -> None:
     )
 
 
+class InventoryReport(UserDict[str, Any]):
+    """The JSON report as the flow's return value: a mapping like the dict it holds, which Prefect keeps as one
+    value. Prefect walks a returned dict or list node by node looking for futures and states (~230,000 nodes,
+    ~3 s, for 10,000 clusters); it does not look inside a UserDict."""
+
+
 @flow(name="inventory", task_runner=ThreadPoolTaskRunner(max_workers=8), log_prints=True)
 def inventory_flow(
     config_path: str, clusters: list[str] | None = None, report_path: str | None = None
-) -> dict[str, Any]:
+) -> InventoryReport:
     """Find every GKE cluster in scope and report its read-only port state at every level."""
     with artifacts.prefect_progress():
         inv = collect_inventory(config_path, clusters)
@@ -69,4 +76,4 @@ def inventory_flow(
     report = inv.to_json()
     if report_path:
         write_json(report_path, report)
-    return report
+    return InventoryReport(report)

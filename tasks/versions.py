@@ -9,6 +9,7 @@ for text it does not understand and callers treat that as "cannot tell", never a
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -74,10 +75,16 @@ def parse_version(text: object) -> GkeVersion | None:
     """Parse `1.27.3-gke.1700`, `v1.28.2-gke.100`, `1.27`, `1.27.3`, `-` or `` (unknown).
 
     Returns None for anything else ("latest", "1.x.3", "1.27.3-gke.abc", None, non-strings): the input
-    comes from the API or from users, and a bad value must become a finding, not a crash.
+    comes from the API or from users, and a bad value must become a finding, not a crash. A fleet has few
+    distinct version strings, so answers are cached (GkeVersion is immutable).
     """
     if not isinstance(text, str):
         return None
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> GkeVersion | None:
     text = text.strip()
     if text in _UNKNOWN_TEXTS:
         return GkeVersion(())
