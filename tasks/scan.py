@@ -103,6 +103,45 @@ class _NodeJob:
     second_at: float = 0.0
 
 
+@dataclass
+class _ClusterScan:
+    """One Standard cluster in flight: its result so far, its node jobs, and how many second readings are due."""
+
+    result: ScanResult
+    jobs: list[_NodeJob] = field(default_factory=list)
+    final: bool = False  # the result is already the verdict (no node could be listed)
+    _due: int = -1
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def read_one(self) -> bool:
+        """Count one second reading in; True for the reading that completes the cluster."""
+        with self._lock:
+            if self._due < 0:
+                self._due = len(self.jobs)
+            self._due -= 1
+            return self._due == 0
+
+    def finish(self) -> ScanResult:
+        """The verdict from both readings of every sampled node (or the result as it stands when final)."""
+        result = self.result
+        if self.final:
+            return result
+        problems: list[str] = []
+        for job in self.jobs:
+            assert job.first is not None and job.second is not None
+            rows, problem = node_evidence(job.node, job.first, job.second)
+            result.evidence.extend(rows)
+            if problem:
+                problems.append(problem)
+            result.window_seconds = max(result.window_seconds, job.second_at - job.first_at)
+        result.nodes_scanned = len(self.jobs)
+        if not self.jobs:
+            problems.append("no node could be sampled")
+        result.reasons = problems + [r for r in result.reasons if r not in problems]
+        result.verdict = verdict_from(result.evidence, problems)
+        return result
+
+
 def sample_nodes(
     nodes: list[kube.Node], pools: list[str], per_pool: int | None, cap: int
 ) -> tuple[list[kube.Node], list[str]]:
@@ -184,45 +223,51 @@ class Scanner:
     def scan(
         self, records: list[ClusterRecord], on_done: Callable[[ScanResult], None] | None = None
     ) -> dict[str, ScanResult]:
+        """Scan a batch; returns every cluster's result by path.
+
+        `on_done(result)` is called for each cluster as soon as its verdict is final: a Standard cluster once its
+        second readings (and its culprit search) are in, while later clusters are still in their window; an
+        Autopilot cluster once its probe is done. Calls come from the scan's threads, one at a time.
+        """
         results: dict[str, ScanResult] = {}
         lock = threading.Lock()
 
         def done(result: ScanResult) -> None:
             with lock:
                 results[result.cluster] = result
-            if on_done:
-                on_done(result)
+                if on_done:
+                    on_done(result)
 
         standard = [r for r in records if r.state.mode is Mode.STANDARD]
         autopilot = [r for r in records if r.state.mode is Mode.AUTOPILOT]
         workers = max(1, min(self.cfg.clusters_in_parallel, len(autopilot)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe") as probes:
             pending = [probes.submit(self._scan_autopilot, r) for r in autopilot]
-            for result in self._scan_standard(standard):
-                done(result)
             for fut in pending:
-                done(fut.result())
-        return results
+                fut.add_done_callback(lambda f: f.exception() is None and done(f.result()))
+            self._scan_standard(standard, done)
+            for fut in pending:
+                fut.result()  # raises what a probe raised
+        return {r.path: results[r.path] for r in records if r.path in results}
 
     # ----- Standard: through the API server's node proxy -----------------------------------------------------
 
-    def _scan_standard(self, records: list[ClusterRecord]) -> list[ScanResult]:
-        prepared: list[tuple[ScanResult, list[_NodeJob], list[str]]] = []
+    def _scan_standard(self, records: list[ClusterRecord], done: Callable[[ScanResult], None]) -> None:
+        """Read every sampled node twice a window apart; `done` gets each cluster as soon as it is complete."""
 
-        def prepare(rec: ClusterRecord) -> tuple[ScanResult, list[_NodeJob], list[str]]:
+        def prepare(rec: ClusterRecord) -> _ClusterScan:
             result = ScanResult(rec.path, str(rec.state.mode), Verdict.ERROR)
             try:
                 api = self._api(rec)
             except ValueError as exc:
                 result.reasons.append(f"cannot reach the cluster: {exc}")
-                return result, [], result.reasons
-            problems: list[str] = []
+                return _ClusterScan(result, final=True)
             try:
                 nodes = kube.list_nodes(api, self.cfg.request_timeout_seconds)
             except Exception as exc:  # noqa: BLE001 - any failure to list is a reason, never "clear"
                 result.verdict = Verdict.INCONCLUSIVE
                 result.reasons.append(kube.explain(exc, "listing nodes"))
-                return result, [], result.reasons
+                return _ClusterScan(result, final=True)
             chosen, empty = sample_nodes(
                 nodes, [p.name for p in rec.state.pools], self.cfg.nodes_per_pool, self.cfg.max_nodes_per_pool
             )
@@ -232,12 +277,16 @@ class Scanner:
             result.culprits = culprits
             if err:
                 result.reasons.append(err)
-            return result, [_NodeJob(rec.path, api, n) for n in chosen], problems
+            return _ClusterScan(result, [_NodeJob(rec.path, api, n) for n in chosen])
 
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="scan-prep") as pool:
             prepared = list(pool.map(prepare, records))
+        for cluster in prepared:
+            if cluster.final or not cluster.jobs:
+                done(cluster.finish())
+        owner = {id(job): cluster for cluster in prepared for job in cluster.jobs}
         # Round-robin across clusters: one cluster's nodes are not all read at once (connections, server threads).
-        groups = [cluster_jobs for _, cluster_jobs, _ in prepared]
+        groups = [cluster.jobs for cluster in prepared if not cluster.final]
         jobs = [job for row in itertools.zip_longest(*groups) for job in row if job is not None]
         window = self.cfg.window_seconds
 
@@ -249,34 +298,14 @@ class Scanner:
             if wait > 0:
                 self.sleep(wait)
             job.second, job.second_at = self._read(job)
+            cluster = owner[id(job)]
+            if cluster.read_one():
+                done(cluster.finish())
 
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="scan-read") as pool:
             list(pool.map(first, jobs))
             jobs.sort(key=lambda j: j.first_at)
             list(pool.map(second, jobs))
-
-        out = []
-        for result, cluster_jobs, problems in prepared:
-            if result.verdict is Verdict.ERROR and not cluster_jobs and result.reasons:
-                out.append(result)
-                continue
-            if result.verdict is Verdict.INCONCLUSIVE:
-                out.append(result)
-                continue
-            for job in cluster_jobs:
-                assert job.first is not None and job.second is not None
-                rows, problem = node_evidence(job.node, job.first, job.second)
-                result.evidence.extend(rows)
-                if problem:
-                    problems.append(problem)
-                result.window_seconds = max(result.window_seconds, job.second_at - job.first_at)
-            result.nodes_scanned = len(cluster_jobs)
-            if not cluster_jobs and not problems:
-                problems.append("no node could be sampled")
-            result.reasons = problems + [r for r in result.reasons if r not in problems]
-            result.verdict = verdict_from(result.evidence, problems)
-            out.append(result)
-        return out
 
     # ----- Autopilot: the seed's DaemonSet probe -------------------------------------------------------------
 

@@ -159,3 +159,64 @@ def test_gate_overrides_and_used_before(make_sim, write_config) -> None:
     override = Gate(overrides=[Override(cluster=busy.cluster, reason="datadog switched to 10250 in PR 42")])
     decision = gate_decision(busy, override)
     assert decision.passes and decision.override == "datadog switched to 10250 in PR 42"
+
+
+EARLY_FLEET = {
+    "organization": "333333333333",
+    "projects": [
+        {
+            "id": "early-proj",
+            "clusters": [
+                *({"name": f"s{i}", "pools": [{"name": "a", "nodes": 1}]} for i in range(6)),
+                {"name": "slow", "pools": [{"name": "a", "nodes": 1}]},
+                {"name": "ap", "mode": "autopilot"},
+            ],
+        }
+    ],
+    "faults": {"node_read_timeouts": [path("early-proj", "slow")]},
+}
+
+
+def test_each_cluster_is_reported_as_soon_as_its_readings_are_in(make_sim, write_config) -> None:
+    """on_done gets a Standard cluster's final verdict while other clusters still wait for their second reading."""
+    sim = make_sim(EARLY_FLEET, time_scale=0.01)
+    cfg = write_config(sim, scan={**FAST, "concurrency": 2, "request_timeout_seconds": 3})
+    targets = list(by_name(inventory(cfg)).values())
+    nodes = {
+        p: list(sim.fleet.clusters[p].all_nodes()) for p in (r.path for r in targets) if not p.endswith("/ap")
+    }
+
+    def reads_so_far() -> dict[str, int]:
+        with sim.fleet.lock:
+            return {p: min(n.readwrite_reads for n in ns) for p, ns in nodes.items()}
+
+    reported: list[tuple[str, dict[str, int], object]] = []
+
+    def on_done(result) -> None:  # noqa: ANN001
+        reported.append((result.cluster, reads_so_far(), result))
+
+    rt = runtime(cfg)
+    try:
+        results = Scanner(rt).scan(targets, on_done=on_done)
+    finally:
+        rt.close()
+
+    # The return value is unchanged: every cluster once, and the very objects on_done was given.
+    assert sorted(results) == sorted(r.path for r in targets)
+    assert sorted(c for c, _, _ in reported) == sorted(results)
+    assert all(results[c] is r for c, _, r in reported)
+
+    standard = [(c, reads, r) for c, reads, r in reported if r.mode == "standard"]
+    order = [c.rsplit("/", 1)[1] for c, _, _ in standard]
+    first_path, reads_then, first = standard[0]
+    assert first.verdict is Verdict.CLEAR and first.nodes_scanned == 1 and first.window_seconds >= 0.6
+    # Reported with both readings taken on its node, while other clusters had had only their first.
+    assert reads_then[first_path] >= 2
+    clean = {path("early-proj", f"s{i}") for i in range(6)}
+    waiting = [p for p, n in reads_then.items() if n < 2 and p in clean and p != first_path]
+    assert waiting, reads_then
+    # A hanging node holds back only its own cluster: every clean cluster is reported before it.
+    assert order.index("slow") > max(order.index(f"s{i}") for i in range(6))
+    slow = results[path("early-proj", "slow")]
+    assert slow.verdict is Verdict.INCONCLUSIVE and any("timed out" in r for r in slow.reasons)
+    assert results[path("early-proj", "ap")].verdict is Verdict.CLEAR
