@@ -6,7 +6,9 @@ Reasons are written for the platform engineer who has to act on them.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,8 +39,9 @@ class VersionGate:
         }
 
 
+@functools.lru_cache(maxsize=4096)
 def _too_old(version: str) -> str | None:
-    """Why this version cannot take the setting, or None when it can."""
+    """Why this version cannot take the setting, or None when it can (cached: a fleet has few versions)."""
     parsed = parse_version(version)
     if parsed is None or parsed.is_unknown:
         return f"its version {version!r} could not be read"
@@ -53,11 +56,33 @@ SAFE_PATH = re.compile(
     r"projects/[a-z][a-z0-9-]*[a-z0-9]/locations/[a-z0-9-]+/clusters/[a-z](?:[-a-z0-9]*[a-z0-9])?"
 )
 SAFE_POOL = re.compile(r"[a-z](?:[-a-z0-9]*[a-z0-9])?")
+# SAFE_PATH part by part: none of the parts' patterns admits a "/", so the path matches SAFE_PATH exactly when each
+# part matches its own pattern. Checked per part and cached, as a fleet repeats its projects, locations and names.
+_SAFE_PROJECT = re.compile(r"[a-z][a-z0-9-]*[a-z0-9]")
+_SAFE_LOCATION = re.compile(r"[a-z0-9-]+")
+
+
+def _cached_match(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    @functools.lru_cache(maxsize=16384)
+    def matches(text: str) -> bool:
+        return pattern.fullmatch(text) is not None
+
+    return matches
+
+
+_safe_project = _cached_match(_SAFE_PROJECT)
+_safe_location = _cached_match(_SAFE_LOCATION)
+_safe_name = _cached_match(SAFE_POOL)  # cluster and node pool names follow the same rule
+
+
+def safe_path(state: ClusterState) -> bool:
+    """`SAFE_PATH.fullmatch(state.path)`, without building and matching the whole path."""
+    return _safe_project(state.project) and _safe_location(state.location) and _safe_name(state.name)
 
 
 def version_gate(state: ClusterState) -> VersionGate:
-    odd = [p.name for p in state.pools if not SAFE_POOL.fullmatch(p.name)]
-    if not SAFE_PATH.fullmatch(state.path) or odd:
+    odd = [p.name for p in state.pools if not _safe_name(p.name)]
+    if not safe_path(state) or odd:
         name = repr(state.path) + (f" (node pools {odd!r})" if odd else "")
         return VersionGate(
             Eligibility.SKIPPED,

@@ -20,15 +20,18 @@ class InventoryOutcome(StrEnum):
     SKIPPED = "skipped"  # not RUNNING
 
 
+_NOT_COMPLIANT = {
+    Eligibility.ELIGIBLE: InventoryOutcome.NEEDS_DISABLE,
+    Eligibility.PARTLY_ELIGIBLE: InventoryOutcome.PARTLY_ELIGIBLE,
+    Eligibility.NOT_ELIGIBLE: InventoryOutcome.NOT_ELIGIBLE,
+    Eligibility.SKIPPED: InventoryOutcome.SKIPPED,
+}
+
+
 def outcome_of(state: ClusterState, gate: VersionGate) -> InventoryOutcome:
     if state.compliant:
         return InventoryOutcome.COMPLIANT
-    return {
-        Eligibility.ELIGIBLE: InventoryOutcome.NEEDS_DISABLE,
-        Eligibility.PARTLY_ELIGIBLE: InventoryOutcome.PARTLY_ELIGIBLE,
-        Eligibility.NOT_ELIGIBLE: InventoryOutcome.NOT_ELIGIBLE,
-        Eligibility.SKIPPED: InventoryOutcome.SKIPPED,
-    }[gate.eligibility]
+    return _NOT_COMPLIANT[gate.eligibility]
 
 
 @dataclass(frozen=True)

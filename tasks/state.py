@@ -6,6 +6,7 @@ default", so every read goes through `port_state`, never through the field's val
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +36,9 @@ class Level(StrEnum):
     )
     AUTO_CONFIG = "auto_config"  # Autopilot and NAP: node_pool_auto_config.node_kubelet_config
     NODE_POOL = "node_pool"  # NodePool.config.kubelet_config
+
+
+_CLUSTER_DEFAULT, _AUTO_CONFIG, _NODE_POOL = (level.value for level in Level)
 
 
 def port_state(kubelet: Any) -> PortState:
@@ -163,7 +167,7 @@ class ClusterState:
     labels: dict[str, str]
     deprecated: dict[str, Any]  # mirrors GKE still returns; reported, never trusted
 
-    @property
+    @functools.cached_property
     def path(self) -> str:
         return f"projects/{self.project}/locations/{self.location}/clusters/{self.name}"
 
@@ -174,16 +178,23 @@ class ClusterState:
         auto-provisioned pools inherit the cluster default, as the seed says). Autopilot: the auto-config.
         """
         if self.mode is Mode.AUTOPILOT:
-            return [(Level.AUTO_CONFIG.value, self.autoconfig_port)]
-        out = [(Level.CLUSTER_DEFAULT.value, self.default_port)]
+            return [(_AUTO_CONFIG, self.autoconfig_port)]
+        out = [(_CLUSTER_DEFAULT, self.default_port)]
         if self.nap and self.autoconfig_port is not PortState.UNSET:
-            out.append((Level.AUTO_CONFIG.value, self.autoconfig_port))
-        out.extend((f"{Level.NODE_POOL.value}/{p.name}", p.port) for p in self.pools)
+            out.append((_AUTO_CONFIG, self.autoconfig_port))
+        out.extend((f"{_NODE_POOL}/{p.name}", p.port) for p in self.pools)
         return out
 
-    @property
+    @functools.cached_property
     def compliant(self) -> bool:
-        return all(state is PortState.DISABLED for _, state in self.levels())
+        """Every level of `levels()` reads explicit false."""
+        if self.mode is Mode.AUTOPILOT:
+            return self.autoconfig_port is PortState.DISABLED
+        return (
+            self.default_port is PortState.DISABLED
+            and not (self.nap and self.autoconfig_port is PortState.ENABLED)
+            and all(p.port is PortState.DISABLED for p in self.pools)
+        )
 
     def pool(self, name: str) -> PoolState:
         for p in self.pools:
