@@ -14,6 +14,7 @@ not enough: `102550`, `10255x`, a revision "10255" are not ports, so free text n
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -189,13 +190,19 @@ def _agent_for(line: str, context: str) -> Agent:
 # --- walking the object --------------------------------------------------------------------------
 
 
+@functools.cache
+def _snake(key: str) -> str:
+    """`initContainers` -> `init_containers` (the keys are the few field names of this module: cached)."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
 def _get(obj: Any, key: str) -> Any:
     """obj[key] for camelCase JSON, or its snake_case twin from the client's `.to_dict()`."""
     if not isinstance(obj, Mapping):
         return None
     if key in obj:
         return obj[key]
-    return obj.get(re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower())
+    return obj.get(_snake(key))
 
 
 @dataclass(frozen=True)
