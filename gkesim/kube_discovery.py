@@ -1,14 +1,59 @@
-"""API discovery (/version, /api, /apis, resource lists) and the minimal OpenAPI v3 documents kubectl reads."""
+"""API discovery (/version, /api, /apis, resource lists) and the OpenAPI documents kubectl reads (v2 and v3)."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from gkesim.fleet import SimCluster, version_tuple
-from gkesim.kubeapi import RESOURCES
+from gkesim.kube_openapi import group_versions, swagger, swagger_protobuf, v3_document, v3_hash
+from gkesim.kubeapi import RESOURCES, KubeError
 
 if TYPE_CHECKING:
     from gkesim.kube import KubeServer
+
+
+# kube-openapi's v2 handler: JSON, or gnostic's protobuf under either of its two media types (kubectl 1.27/1.28
+# ask for the first); the answer names the second.
+OPENAPI_V2_PB = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+_V2_TYPES = {
+    "application/json": "application/json",
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf": OPENAPI_V2_PB,
+    OPENAPI_V2_PB: OPENAPI_V2_PB,
+}
+
+
+def openapi_v2(cluster: SimCluster, segs: list[str], accept: str) -> tuple[bytes, str] | None:
+    """`GET /openapi/v2`: (body, content type) in the first acceptable form, or None for any other path.
+
+    Accept clauses are taken in order of their q values, then as written; `*/*`, `application/*` and no Accept
+    header at all get JSON. Nothing acceptable: 406, as kube-openapi answers.
+    """
+    if segs != ["openapi", "v2"]:
+        return None
+    clauses: list[tuple[float, int, str]] = []
+    for i, clause in enumerate(c.strip() for c in (accept or "*/*").split(",")):
+        media, *params = (p.strip() for p in clause.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media and q > 0:
+            clauses.append((-q, i, media.lower()))
+    version = f"v{cluster.msg.current_master_version}"
+    for _, _, media in sorted(clauses):
+        if media in ("*/*", "application/*"):
+            media = "application/json"
+        if media not in _V2_TYPES:
+            continue
+        if media == "application/json":
+            return json.dumps(swagger(version), separators=(",", ":")).encode(), "application/json"
+        return swagger_protobuf(version), _V2_TYPES[media]
+    raise KubeError(406, f"none of the media types in {accept!r} is served for /openapi/v2", "NotAcceptable")
 
 
 def _discovery(cluster: SimCluster, segs: list[str], kube: KubeServer) -> dict[str, Any] | None:
@@ -45,72 +90,15 @@ def _discovery(cluster: SimCluster, segs: list[str], kube: KubeServer) -> dict[s
     if path == "openapi/v3":
         return {
             "paths": {
-                gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash={_OPENAPI_HASH}"}
-                for gv in ["api/v1", *(f"apis/{g}/v1" for g in groups)]
+                gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash={v3_hash(gv)}"}
+                for gv, _, _ in group_versions()
             }
         }
     if segs[:2] == ["openapi", "v3"] and len(segs) >= 4:
-        gv = "/".join(segs[2:])
-        if gv == "api/v1" or (len(segs) == 5 and segs[2] == "apis" and segs[3] in groups and segs[4] == "v1"):
-            return _openapi_v3(gv)
+        return v3_document("/".join(segs[2:]))
     if len(segs) == 3 and segs[0] == "apis" and segs[1] in groups and segs[2] == "v1":
         return _resource_list(segs[1], "v1")
     return None
-
-
-_OPENAPI_HASH = "5E2F1A9C0D7B3E4F6A8B9C0D1E2F3A4B5C6D7E8F9A0B1C2D3E4F5A6B7C8D9E0F"
-
-
-def _openapi_v3(gv: str) -> dict[str, Any]:
-    """A minimal OpenAPI v3 document for one group/version.
-
-    kubectl (create/apply) reads it only to learn whether the server validates fields itself: it looks for the
-    `fieldValidation` query parameter on each kind's PATCH operation. When found, kubectl sends
-    `fieldValidation=Strict` instead of validating client-side against the full schema (which it would have to
-    download). gkesim accepts the parameter and validates what it simulates.
-    """
-    group, _, version = gv.removeprefix("apis/").rpartition("/") if gv.startswith("apis/") else ("", "", "v1")
-    paths: dict[str, Any] = {}
-    for res in RESOURCES.values():
-        if res.group != group or res.version != version:
-            continue
-        base = f"/{gv}/namespaces/{{namespace}}/{res.plural}" if res.namespaced else f"/{gv}/{res.plural}"
-        gvk = {"group": group, "version": version, "kind": res.kind}
-        params = [
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
-        ]
-        ok = {"200": {"description": "OK"}}
-        paths[base] = {
-            "post": {
-                "operationId": f"create{res.kind}",
-                "parameters": params,
-                "responses": ok,
-                "x-kubernetes-action": "post",
-                "x-kubernetes-group-version-kind": gvk,
-            }
-        }
-        paths[base + "/{name}"] = {
-            "get": {
-                "operationId": f"read{res.kind}",
-                "responses": ok,
-                "x-kubernetes-action": "get",
-                "x-kubernetes-group-version-kind": gvk,
-            },
-            "patch": {
-                "operationId": f"patch{res.kind}",
-                "parameters": params,
-                "responses": ok,
-                "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": gvk,
-            },
-        }
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "unversioned"},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }
 
 
 def _group(name: str) -> dict[str, Any]:

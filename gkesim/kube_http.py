@@ -18,7 +18,7 @@ import yaml
 
 from gkesim.errors import SimError
 from gkesim.fleet import SimCluster, SimNode
-from gkesim.kube_discovery import _discovery
+from gkesim.kube_discovery import _discovery, openapi_v2
 from gkesim.kube_tables import _table
 from gkesim.kubeapi import RESOURCES, KubeError
 from gkesim.kubelet import (
@@ -169,6 +169,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, cluster: SimCluster, rest: str, query: dict[str, str], body: bytes) -> None:
         segs = [unquote(s) for s in rest.strip("/").split("/") if s]
         if method == "GET":
+            openapi = openapi_v2(cluster, segs, self.headers.get("Accept", ""))
+            if openapi is not None:
+                return self._send(200, *openapi)
             doc = _discovery(cluster, segs, self.server.kube)
             if doc is not None:
                 return self._json(200, doc)

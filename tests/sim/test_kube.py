@@ -121,6 +121,142 @@ def test_version_and_discovery(shared):
     assert {"apps", "rbac.authorization.k8s.io"} <= groups
 
 
+def _raw(fleet, path: str, accept: str):
+    """GET a path of the cluster's API with this Accept header (TLS verified, bearer token); status, headers, data."""
+    api = api_client(fleet.clusters[STD])
+    method, url, headers, body, _ = api.param_serialize(
+        "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"]
+    )
+    resp = api.call_api(method, url, header_params=headers, body=body)
+    resp.read()
+    if resp.status >= 400:
+        raise ApiException(http_resp=resp)
+    return resp
+
+
+V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"  # what kubectl 1.27/1.28 ask for
+
+
+def test_openapi_v2_protobuf_describes_every_served_kind(shared):
+    """kubectl 1.27/1.28 parse /openapi/v2 as gnostic's openapi.v2.Document before `kubectl create`."""
+    import yaml
+
+    from gkesim.kubeapi import RESOURCES
+    from gkesim.openapi_pb import Document
+
+    fleet, _ = shared
+    resp = _raw(fleet, "/openapi/v2", V2_PROTOBUF)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    doc = Document.FromString(resp.data)
+    assert doc.swagger == "2.0" and doc.info.version == "v1.30.5-gke.1014001"
+
+    definitions = {d.name: d.value for d in doc.definitions.additional_properties}
+    kinds = {}
+    for name, schema in definitions.items():
+        for ext in schema.vendor_extension:
+            if ext.name == "x-kubernetes-group-version-kind":
+                for gvk in yaml.safe_load(ext.value.yaml):
+                    kinds[(gvk["group"], gvk["version"], gvk["kind"])] = name
+    # The seed manifest's kinds, and every other kind gkesim serves, with their list kinds.
+    for res in RESOURCES.values():
+        assert (res.group, res.version, res.kind) in kinds, res.kind
+        assert (res.group, res.version, f"{res.kind}List") in kinds, res.kind
+    assert kinds[("apps", "v1", "DaemonSet")] == "io.k8s.api.apps.v1.DaemonSet"
+    assert (
+        kinds[("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding")]
+        == "io.k8s.api.rbac.v1.ClusterRoleBinding"
+    )
+
+    # Every reference resolves (kube-openapi refuses a document with a dangling one).
+    def refs(schema):
+        if schema._ref:
+            yield schema._ref
+        for prop in schema.properties.additional_properties:
+            yield from refs(prop.value)
+        for item in schema.items.schema:
+            yield from refs(item)
+        if schema.additional_properties.HasField("schema"):
+            yield from refs(schema.additional_properties.schema)
+
+    for schema in definitions.values():
+        for ref in refs(schema):
+            assert ref.removeprefix("#/definitions/") in definitions, ref
+
+    # What the seed's DaemonSet uses is described, with the required fields.
+    spec = definitions["io.k8s.api.apps.v1.DaemonSetSpec"]
+    assert set(spec.required) == {"selector", "template"}
+    container = definitions["io.k8s.api.core.v1.Container"]
+    fields = {p.name: p.value for p in container.properties.additional_properties}
+    assert {"name", "image", "command", "args", "env"} <= set(fields)
+    assert list(fields["args"].type.value) == ["array"] and list(
+        fields["args"].items.schema[0].type.value
+    ) == ["string"]
+    env_source = definitions["io.k8s.api.core.v1.EnvVarSource"]
+    assert "fieldRef" in {p.name for p in env_source.properties.additional_properties}
+
+    # Each kind's PATCH operation lists fieldValidation: kubectl then lets the server validate (fieldValidation=Strict).
+    paths = {p.name: p.value for p in doc.paths.path}
+    patch = paths["/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}"].patch
+    gvk = {e.name: yaml.safe_load(e.value.yaml) for e in patch.vendor_extension}[
+        "x-kubernetes-group-version-kind"
+    ]
+    assert gvk == {"group": "apps", "kind": "DaemonSet", "version": "v1"}
+    queries = {
+        p.parameter.non_body_parameter.query_parameter_sub_schema.name
+        for p in patch.parameters
+        if p.parameter.non_body_parameter.HasField("query_parameter_sub_schema")
+    }
+    assert "fieldValidation" in queries
+    for res in RESOURCES.values():
+        prefix = f"/api/{res.version}" if not res.group else f"/apis/{res.group}/{res.version}"
+        scope = "/namespaces/{namespace}" if res.namespaced else ""
+        assert paths[f"{prefix}{scope}/{res.plural}/{{name}}"].HasField("patch"), res.plural
+
+
+def test_openapi_v2_json_is_the_same_document(shared):
+    import json
+
+    from gkesim.openapi_pb import Document
+
+    fleet, _ = shared
+    resp = _raw(fleet, "/openapi/v2", "application/json")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "application/json"
+    doc = json.loads(resp.data)
+    pb = Document.FromString(_raw(fleet, "/openapi/v2", V2_PROTOBUF).data)
+    assert set(doc["definitions"]) == {d.name for d in pb.definitions.additional_properties}
+    assert set(doc["paths"]) == {p.name for p in pb.paths.path}
+    # Accept order and q values decide; nothing acceptable is 406.
+    both = f"application/json;q=0.5, {V2_PROTOBUF}"
+    assert _raw(fleet, "/openapi/v2", both).data == _raw(fleet, "/openapi/v2", V2_PROTOBUF).data
+    assert _raw(fleet, "/openapi/v2", "*/*").headers["Content-Type"] == "application/json"
+    with pytest.raises(ApiException) as err:
+        _raw(fleet, "/openapi/v2", "text/html")
+    assert err.value.status == 406
+
+
+def test_openapi_v3_documents_carry_the_schemas(shared):
+    """kubectl create/apply read the PATCH operations of v3 (fieldValidation); kubectl explain reads the schemas."""
+    import json
+
+    fleet, _ = shared
+    index = json.loads(_raw(fleet, "/openapi/v3", "application/json").data)["paths"]
+    assert set(index) == {"api/v1", "apis/apps/v1", "apis/rbac.authorization.k8s.io/v1"}
+    urls = {entry["serverRelativeURL"] for entry in index.values()}
+    assert len({url.partition("hash=")[2] for url in urls}) == 3  # one digest per document
+    apps = json.loads(_raw(fleet, index["apis/apps/v1"]["serverRelativeURL"], "application/json").data)
+    schemas = apps["components"]["schemas"]
+    ds = schemas["io.k8s.api.apps.v1.DaemonSet"]
+    assert ds["x-kubernetes-group-version-kind"] == [{"group": "apps", "kind": "DaemonSet", "version": "v1"}]
+    assert "io.k8s.api.core.v1.PodSpec" in schemas  # what the kinds reference comes along
+    assert "io.k8s.api.rbac.v1.ClusterRole" not in schemas  # other groups' kinds do not
+    patch = apps["paths"]["/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}"]["patch"]
+    assert "fieldValidation" in {p["name"] for p in patch["parameters"]}
+    assert (
+        "requestBody" not in patch
+    )  # see gkesim.kube_openapi: kubectl keeps its own strategic-merge metadata
+
+
 # ----- nodes and the kubelet behind the node proxy -----------------------------------------------------------------
 
 
