@@ -10,46 +10,48 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import artifacts, progress
-from tasks.discovery import Finding, Project, ProjectClusters, discover_projects, list_clusters
+from tasks.discovery import Finding, ProjectClusters, discover_clusters
 from tasks.inventory import Inventory
 from tasks.report import write_json
 from tasks.runtime import runtime_for
 
-PROJECTS_PER_TASK = 25  # coarse tasks: Prefect records every task run, and 500 projects are 20 of them
 
+@task(name="discover-and-list-clusters", cache_policy=NO_CACHE)
+def discover_clusters_task(
+    config_path: str, phase: progress.Phase
+) -> tuple[list[ProjectClusters], list[Finding]]:
+    """Walk the scope's organization and folders and list each project's clusters as soon as it is found.
 
-@task(name="discover-projects", cache_policy=NO_CACHE)
-def discover_task(config_path: str) -> tuple[list[Project], list[Finding]]:
-    """Walk the scope's organization and folders and resolve its projects."""
+    One coarse task: Prefect records every task run, and the calls are bounded by `limits.concurrency` anyway.
+    """
     rt = runtime_for(config_path)
-    return discover_projects(rt.config.scope, rt.clients, rt.caller)
 
+    def found(n: int) -> None:  # the walk finds projects as it goes: the bar's total grows with it
+        phase.total += n
 
-@task(name="list-clusters", cache_policy=NO_CACHE)
-def list_clusters_task(
-    config_path: str, projects: list[Project], phase: progress.Phase
-) -> list[ProjectClusters]:
-    """List the clusters of a batch of projects."""
-    rt = runtime_for(config_path)
-    return list_clusters(
-        projects, rt.clients, rt.caller, rt.config.limits.concurrency, on_done=lambda _: phase.advance()
+    return discover_clusters(
+        rt.config.scope,
+        rt.clients,
+        rt.caller,
+        rt.config.limits.concurrency,
+        on_found=found,
+        on_done=lambda _: phase.advance(),
     )
 
 
 def collect_inventory(config_path: str, clusters: list[str] | None = None) -> Inventory:
     """The inventory as tasks of the current flow (also used by scan, rollout and verify)."""
-    projects, findings = discover_task(config_path)
-    batches = [projects[i : i + PROJECTS_PER_TASK] for i in range(0, len(projects), PROJECTS_PER_TASK)]
-    with progress.phase("inventory: projects", len(projects)) as ph:
-        futures = [list_clusters_task.submit(config_path, batch, ph) for batch in batches]
-        listed = [pc for fut in futures for pc in fut.result()]
+    with progress.phase("inventory: projects", 0) as ph:
+        listed, findings = discover_clusters_task(config_path, ph)
     return Inventory.assemble(listed, findings, clusters)
 
 
-def publish_inventory(inv: Inventory) -> None:
+def publish_inventory(inv: Inventory, report: dict[str, Any] | None = None) -> None:
+    """The inventory's table and summary artifacts; `report`: `inv.to_json()` when the caller has it already."""
+    records = report["clusters"] if report is not None else (rec.to_json() for rec in inv.records)
     rows = [
         {k: r[k] for k in ("path", "mode", "version", "outcome", "eligibility", "levels", "reasons")}
-        for r in (rec.to_json() for rec in inv.records)
+        for r in records
     ]
     artifacts.table("inventory-clusters", rows, "Every cluster in scope with its port state per level")
     extra = "\n".join(f"- **{f.kind}** `{f.scope}`: {f.message}. {f.action}" for f in inv.findings)
@@ -72,8 +74,8 @@ def inventory_flow(
     """Find every GKE cluster in scope and report its read-only port state at every level."""
     with artifacts.prefect_progress():
         inv = collect_inventory(config_path, clusters)
-    publish_inventory(inv)
     report = inv.to_json()
+    publish_inventory(inv, report)
     if report_path:
         write_json(report_path, report)
     return InventoryReport(report)

@@ -7,8 +7,8 @@ one bad project never stops the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -98,66 +98,91 @@ def _list_folders(clients: Clients, caller: Caller, parent: str) -> list[str]:
     return [f.name for f in caller.call(clients.folders.list_folders, request={"parent": parent})]
 
 
-def _walk(
-    clients: Clients, caller: Caller, root: str, findings: list[Finding], concurrency: int
-) -> list[Project]:
-    """Projects under `root`, recursing into folders, in depth-first order (a parent's projects, then each folder's).
+def _read_tree(
+    clients: Clients,
+    caller: Caller,
+    root: str,
+    pool: ThreadPoolExecutor,
+    on_node: Callable[[_Node], Any] | None = None,
+) -> dict[str, _Node]:
+    """Every node under `root` (ListProjects is strongly consistent; search is not), read in parallel on `pool`.
 
-    ListProjects and ListFolders (strongly consistent; search is not) are read one level of the tree at a time:
-    both calls for every parent of a level at once, `concurrency` at a time (the caller's bound holds too), so
-    the walk takes about one round trip per level instead of two per folder. The answer is then put together
-    depth first, as a one-at-a-time walk gives it; a parent whose ListProjects or ListFolders fails is a
-    finding, and nothing under it is listed.
+    Both calls for a node are sent at once, and a node's folders are asked for as soon as the node is read, so
+    the walk takes about one round trip per level of the tree instead of two per folder. `on_node` gets each node
+    read without error, once its folders have been asked for.
     """
     nodes: dict[str, _Node] = {}
     chains = {root: (root,)}
-    level = [root]
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="walk") as pool:
-        while level:
-            asked = [
-                (
-                    parent,
-                    pool.submit(_list_projects, clients, caller, parent, chains[parent]),
-                    pool.submit(_list_folders, clients, caller, parent),
-                )
-                for parent in level
-            ]
-            level = []
-            for parent, projects, folders in asked:
-                try:
-                    node = _Node(projects.result(), folders.result())
-                except gexc.GoogleAPICallError as exc:
-                    node = _Node(error=finding_for(parent, exc, resource_manager=True))
-                nodes[parent] = node
-                for folder in node.folders:
-                    if folder not in chains:  # each folder is read once
-                        chains[folder] = (folder, *chains[parent])
-                        level.append(folder)
+    asked: dict[str, tuple[Future[list[Project]], Future[list[str]]]] = {}
+    pending: dict[Future[Any], str] = {}
+
+    def ask(parent: str) -> None:
+        calls = (
+            pool.submit(_list_projects, clients, caller, parent, chains[parent]),
+            pool.submit(_list_folders, clients, caller, parent),
+        )
+        asked[parent] = calls
+        pending.update((fut, parent) for fut in calls)
+
+    ask(root)
+    while pending:
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for fut in done:
+            parent = pending.pop(fut)
+            projects, folders = asked[parent]
+            if parent in nodes or not (projects.done() and folders.done()):
+                continue
+            try:
+                node = _Node(projects.result(), folders.result())
+            except gexc.GoogleAPICallError as exc:
+                node = _Node(error=finding_for(parent, exc, resource_manager=True))
+            nodes[parent] = node
+            for folder in node.folders:
+                if folder not in chains:  # each folder is read once
+                    chains[folder] = (folder, *chains[parent])
+                    ask(folder)
+            if on_node is not None and node.error is None:
+                on_node(node)
+    return nodes
+
+
+def _depth_first(root: str, nodes: dict[str, _Node], findings: list[Finding]) -> list[Project]:
+    """The projects under `root` in the order a one-at-a-time walk finds them: a node's projects, then each
+    folder's in turn. A node that could not be read is a finding, and nothing under it is listed."""
     out: list[Project] = []
-    done: set[str] = set()
+    seen: set[str] = set()
 
     def visit(parent: str) -> None:
         node = nodes[parent]
-        done.add(parent)
+        seen.add(parent)
         if node.error:
             findings.append(node.error)
             return
         out.extend(node.projects)
         for folder in node.folders:
-            if folder not in done and folder in nodes:
+            if folder not in seen and folder in nodes:
                 visit(folder)
 
     visit(root)
     return out
 
 
-def discover_projects(scope: Scope, clients: Clients, caller: Caller) -> tuple[list[Project], list[Finding]]:
-    findings: list[Finding] = []
-    found: dict[str, Project] = {}  # keyed by id: the same project reached twice is listed once
-    roots = ([f"organizations/{scope.organization}"] if scope.organization else []) + list(scope.folders)
-    for root in roots:
-        for project in _walk(clients, caller, root, findings, caller.limits.concurrency):
-            found.setdefault(project.project_id, project)
+def _roots(scope: Scope) -> list[str]:
+    return ([f"organizations/{scope.organization}"] if scope.organization else []) + list(scope.folders)
+
+
+def _wanted(scope: Scope) -> Callable[[Project], bool]:
+    """The scope's exclusions and label filter."""
+    excluded = set(scope.exclude_projects)
+    labels = dict(scope.project_labels)
+    return lambda p: p.project_id not in excluded and all(p.labels.get(k) == v for k, v in labels.items())
+
+
+def _named_projects(
+    scope: Scope, clients: Clients, caller: Caller, found: dict[str, Project], findings: list[Finding]
+) -> list[Project]:
+    """The scope's explicit project ids not found by the walk (GetProject each), added to `found` when ACTIVE."""
+    added = []
     for project_id in scope.projects:
         if project_id in found:
             continue
@@ -168,13 +193,22 @@ def discover_projects(scope: Scope, clients: Clients, caller: Caller) -> tuple[l
             continue
         if msg.state == resourcemanager_v3.Project.State.ACTIVE:
             found[project_id] = _project(msg)
-    selected = [
-        p
-        for p in found.values()
-        if p.project_id not in scope.exclude_projects
-        and all(p.labels.get(k) == v for k, v in scope.project_labels.items())
-    ]
-    return sorted(selected, key=lambda p: p.project_id), findings
+            added.append(found[project_id])
+    return added
+
+
+def discover_projects(scope: Scope, clients: Clients, caller: Caller) -> tuple[list[Project], list[Finding]]:
+    """Every ACTIVE project in scope, by id, deduplicated and filtered; the scope's problems as findings."""
+    findings: list[Finding] = []
+    found: dict[str, Project] = {}  # keyed by id: the same project reached twice is listed once
+    concurrency = max(1, caller.limits.concurrency)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="walk") as pool:
+        for root in _roots(scope):
+            for project in _depth_first(root, _read_tree(clients, caller, root, pool), findings):
+                found.setdefault(project.project_id, project)
+    _named_projects(scope, clients, caller, found, findings)
+    wanted = _wanted(scope)
+    return sorted((p for p in found.values() if wanted(p)), key=lambda p: p.project_id), findings
 
 
 @dataclass
@@ -224,3 +258,50 @@ def list_clusters(
 def matches_filter(path: str, wanted: Iterable[str] | None) -> bool:
     wanted = list(wanted or [])
     return not wanted or path in wanted
+
+
+def discover_clusters(
+    scope: Scope,
+    clients: Clients,
+    caller: Caller,
+    concurrency: int,
+    on_found: Callable[[int], Any] | None = None,
+    on_done: Callable[[ProjectClusters], Any] | None = None,
+) -> tuple[list[ProjectClusters], list[Finding]]:
+    """`discover_projects` then `list_clusters`, as one pipeline: the same calls and the same answer (projects in
+    id order, findings in the same order), but each project's clusters are asked for as soon as the node of the
+    tree holding it has been read, while the rest of the tree is still being walked.
+
+    The walk's calls go first (a pool of their own), so the tree is read at the same pace; every call still
+    takes one of the caller's `limits.concurrency` slots. `on_found(n)`: n more projects are being listed;
+    `on_done(pc)`: one project's clusters are in (from a worker thread).
+    """
+    wanted = _wanted(scope)
+    listing: dict[str, Future[ProjectClusters]] = {}
+    findings: list[Finding] = []
+    found: dict[str, Project] = {}
+    workers = max(1, concurrency)
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="walk") as walk_pool,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="list-clusters") as list_pool,
+    ):
+
+        def start(projects: Iterable[Project]) -> None:
+            new = [p for p in projects if p.project_id not in listing and wanted(p)]
+            for project in new:
+                fut = list_pool.submit(list_project_clusters, project, clients, caller)
+                if on_done is not None:
+                    fut.add_done_callback(lambda f: f.exception() is None and on_done(f.result()))
+                listing[project.project_id] = fut
+            if new and on_found is not None:
+                on_found(len(new))
+
+        for root in _roots(scope):
+            nodes = _read_tree(clients, caller, root, walk_pool, lambda node: start(node.projects))
+            for project in _depth_first(root, nodes, findings):
+                found.setdefault(project.project_id, project)
+        start(_named_projects(scope, clients, caller, found, findings))
+        selected = sorted((p for p in found.values() if wanted(p)), key=lambda p: p.project_id)
+        # the project as the depth-first walk found it first (a project under two roots is listed once)
+        listed = [replace(listing[p.project_id].result(), project=p) for p in selected]
+    return listed, findings
