@@ -141,3 +141,21 @@ def current_kubelet(state: ClusterState, level: str) -> dict[str, Any]:
     if level == Level.AUTO_CONFIG.value:
         return state.autoconfig_kubelet
     return state.pool(level.split("/", 1)[1]).kubelet
+
+
+def work_estimate(state: ClusterState, steps: list[Step]) -> float:
+    """How long a cluster's changes take, in relative units (only for ordering: longest first, smallest canary).
+
+    GKE's operations take a fixed part plus a part per node they recreate: a pool change recreates its nodes,
+    an Autopilot auto-config change rolls every node, a Standard cluster default recreates none.
+    """
+    total = 0.0
+    for step in changes(steps):
+        if step.pool is not None:
+            nodes = state.pool(step.pool).node_count
+        elif step.level == Level.AUTO_CONFIG.value and state.mode is Mode.AUTOPILOT:
+            nodes = sum(p.node_count for p in state.pools)
+        else:
+            nodes = 0
+        total += 1.0 + 0.5 * nodes
+    return total

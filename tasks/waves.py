@@ -2,6 +2,10 @@
 
 A cluster belongs to the first wave whose selector matches it; one that no wave selects is reported, never
 silently dropped.
+
+The default progression's canary is the cluster whose change exercises the most (see `canary_order`), with a few
+spares: the inventory knows nothing of usage, so the canary's gate may still block it; the rollout then takes the
+first spare whose gate passes instead (the spares stay in their own waves until then).
 """
 
 from __future__ import annotations
@@ -11,13 +15,19 @@ import math
 from dataclasses import dataclass, field
 
 from config.schema import Rollout, Selector, Wave
+from tasks.eligibility import Eligibility
 from tasks.inventory import ClusterRecord
+from tasks.plan import changes, plan_cluster, work_estimate
+from tasks.state import PortState
+
+CANARY_SPARES = 4  # stand-ins scanned with the default canary, tried in order when its gate blocks
 
 
 @dataclass
 class WavePlan:
     wave: Wave
     clusters: list[ClusterRecord] = field(default_factory=list)
+    spares: list[ClusterRecord] = field(default_factory=list)  # stand-ins for a blocked canary
 
 
 def _labels_match(wanted: dict[str, str], have: dict[str, str]) -> bool:
@@ -76,6 +86,42 @@ def default_waves(rollout: Rollout) -> list[Wave]:
     ]
 
 
+def canary_order(candidates: list[ClusterRecord], rollout: Rollout) -> list[ClusterRecord]:
+    """Best canary first: non-production; every level eligible (no pool waiting for an upgrade); changing both
+    kinds of level (a Standard cluster's default and its pools: UpdateCluster and UpdateNodePool both run);
+    then the least work (fewest nodes recreated: a small blast radius, a quick answer); then by path."""
+
+    def key(rec: ClusterRecord) -> tuple[bool, bool, int, float, str]:
+        steps = plan_cluster(rec.state, rec.gate, PortState.DISABLED, rollout.set_nap_auto_config)
+        todo = changes(steps)
+        kinds = len({c.pool is None for c in todo})
+        return (
+            is_production(rec, rollout.production_labels),
+            rec.gate.eligibility is not Eligibility.ELIGIBLE,
+            -kinds,
+            work_estimate(rec.state, steps),
+            rec.path,
+        )
+
+    return sorted(candidates, key=key)
+
+
+def spares(best: list[ClusterRecord], n: int, production_labels: dict[str, str]) -> list[ClusterRecord]:
+    """The next best after the canary, non-production first, and within that other projects first (an agent that
+    reads the port is often installed project by project, so a spare in the canary's own project is likely
+    blocked by the same agent)."""
+    seen = {best[0].state.project}
+    out: list[ClusterRecord] = []
+    for prod in (False, True):
+        first, rest = [], []
+        for rec in best[1:]:
+            if is_production(rec, production_labels) is prod:
+                (rest if rec.state.project in seen else first).append(rec)
+                seen.add(rec.state.project)
+        out += first + rest
+    return out[:n]
+
+
 def assign_waves(
     candidates: list[ClusterRecord], rollout: Rollout
 ) -> tuple[list[WavePlan], list[ClusterRecord]]:
@@ -84,6 +130,12 @@ def assign_waves(
     waves = rollout.waves or default_waves(rollout)
     remaining = list(ordered)
     plans = []
+    if not rollout.waves and ordered:  # the default canary: the most telling cluster, and its stand-ins
+        best = canary_order(ordered, rollout)
+        canary = WavePlan(waves[0], best[:1], spares(best, CANARY_SPARES, rollout.production_labels))
+        remaining = [r for r in remaining if r.path != best[0].path]
+        plans.append(canary)
+        waves = waves[1:]
     for wave in waves:
         matched = [r for r in remaining if selects(wave.select, r)]
         cap = len(matched)
