@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, task
@@ -25,14 +26,22 @@ SCANNABLE = {
 
 @task(name="scan-clusters", cache_policy=NO_CACHE)
 def scan_batch_task(
-    config_path: str, records: list[ClusterRecord], phase: progress.Phase
+    config_path: str,
+    records: list[ClusterRecord],
+    phase: progress.Phase,
+    on_done: Callable[[ScanResult], None] | None = None,
 ) -> list[ScanResult]:
-    """Two readings a window apart on every sampled node of a batch of clusters (windows overlap)."""
+    """Two readings a window apart on every sampled node of a batch of clusters (windows overlap).
+
+    `on_done` gets each cluster's result as the scanner reports it (the rollout starts changing it then).
+    """
     rt = runtime_for(config_path)
 
     def done(result: ScanResult) -> None:
         live.finished("scan", result.to_json())
         phase.advance()
+        if on_done:
+            on_done(result)
 
     return list(Scanner(rt).scan(records, on_done=done).values())
 

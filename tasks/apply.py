@@ -70,7 +70,8 @@ class OperationSlots:
     def slot(self, project: str, location: str) -> Iterator[None]:
         with self._lock:
             proj, region = self._project[project], self._region[region_of(location)]
-        with self._global, proj, region, mutation_slot(self._fleet):
+        # Narrowest first: a cluster waiting for its project's slot holds no run-wide slot meanwhile.
+        with proj, region, self._global, mutation_slot(self._fleet):
             yield
 
 

@@ -169,3 +169,89 @@ def test_killed_rollout_resumes_without_duplicates(make_sim, write_config, prefe
     assert inv["duplicates"] == [], "nothing already applied was sent again"
     assert inv["accepted"] == 4 * 3 + 2 * 2 + 2
     assert killed_at >= 4 and running is not None
+
+
+CANARY_FLEET = {
+    "organization": "555555555555",
+    "timings": {"update_cluster": 20, "update_node_pool": 20, "per_node": 10},
+    "projects": [
+        {
+            "id": "canary-dev",
+            "labels": {"env": "dev"},
+            "clusters": [
+                # the smallest cluster changing both kinds of level: the preferred canary, but its gate blocks
+                {
+                    "name": "a-reader",
+                    "agents": ["telegraf"],
+                    "pools": [{"name": "a", "nodes": 1, "usage": "in_use"}],
+                },
+                {"name": "b-big", "pools": [{"name": "a", "nodes": 3}, {"name": "b", "nodes": 3}]},
+                {"name": "c-ap", "mode": "autopilot"},
+            ],
+        },
+        {
+            "id": "canary-dev2",
+            "labels": {"env": "dev"},
+            "clusters": [{"name": "d-small", "pools": [{"name": "a", "nodes": 1}]}],
+        },
+        {
+            "id": "canary-prod",
+            "labels": {"env": "prod"},
+            "clusters": [{"name": f"p{i}", "pools": [{"name": "a", "nodes": 1}]} for i in range(3)],
+        },
+    ],
+}
+
+
+def test_default_canary_is_exercised_even_when_its_first_choice_is_blocked(
+    make_sim, write_config, prefect_api
+) -> None:
+    """The default progression picks the most telling non-production canary; when its gate blocks, the first
+    spare whose gate passes (another project first) stands in, so the canary wave really changes a cluster."""
+    from config.schema import load_config
+    from flows.rollout import rollout_flow
+    from tasks.waves import assign_waves
+    from tests.integration.helpers import inventory
+
+    sim = make_sim(CANARY_FLEET, time_scale=0.005)
+    cfg = write_config(sim, rollout={**ROLLOUT, "default_soak_seconds": 0}, scan={"window_seconds": 0.3})
+    plans, _ = assign_waves(inventory(cfg).records, load_config(cfg).rollout)
+    canary = plans[0]
+    assert [r.state.name for r in canary.clusters] == ["a-reader"]
+    assert [r.state.name for r in canary.spares][:2] == ["d-small", "b-big"], "another project's spare first"
+
+    report = rollout_flow(str(cfg), auto_approve=True)
+    waves = {w["name"]: w for w in report["waves"]}
+    assert waves["canary"]["canary_stand_ins"] == [path("canary-dev2", "d-small")]
+    by_name = {c["name"]: c for c in report["clusters"]}
+    assert by_name["a-reader"]["outcome"] == "blocked" and by_name["a-reader"]["wave"] == "canary"
+    assert by_name["d-small"]["outcome"] == "verified" and by_name["d-small"]["wave"] == "canary"
+    assert all(
+        by_name[n]["outcome"] == "verified" and by_name[n]["wave"] != "canary"
+        for n in ("b-big", "c-ap", "p0", "p1", "p2")
+    )
+    assert sum(1 for c in report["clusters"] if c["name"] == "d-small") == 1, "the stand-in ran once"
+    inv = sim.fleet.invariant_report()
+    assert inv["conflicts"] == [] and inv["breakage"] == [] and inv["duplicates"] == []
+
+
+def test_failure_budget_stops_starting_clusters_within_the_wave(make_sim, write_config, prefect_api) -> None:
+    """Clusters already changing finish; once the budget is exceeded no new cluster of the wave starts."""
+    from flows.rollout import rollout_flow
+
+    fleet = {**FLEET, "faults": {"failing_operation_rate": 1.0}}
+    sim = make_sim(fleet, time_scale=0.005)
+    waves = [{"name": "dev", "select": {"projects": [P]}, "concurrency": 1, "failure_budget": 0}]
+    cfg = write_config(
+        sim, rollout={**ROLLOUT, "operation_retries": 0, "waves": waves}, scan={"window_seconds": 0.3}
+    )
+    report = rollout_flow(str(cfg), auto_approve=True)
+    assert report["waves"][0]["status"] == "halted"
+    outcomes = [c["outcome"] for c in report["clusters"] if c.get("wave") == "dev"]
+    assert outcomes.count("failed") == 1, outcomes  # one at a time: the first failure stops the wave
+    assert outcomes.count("skipped") + outcomes.count("blocked") == len(outcomes) - 1
+    skipped = [c for c in report["clusters"] if c["outcome"] == "skipped" and c.get("wave") == "dev"]
+    assert skipped and all(
+        "halted" in c["reason"] and "before this cluster's turn" in c["reason"] for c in skipped
+    )
+    assert len(mutations(sim)) == 1, "nothing was sent after the failure"
