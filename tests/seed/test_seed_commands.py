@@ -108,6 +108,40 @@ def test_standard_check_prints_readonly_lines_only_where_the_port_is_used(
     assert seen["past"] and all(READONLY_LINE.match(line) for line in seen["past"])
 
 
+def autopilot_check(shell: SeedShell, ctx: str, nodes: int, in_use: bool) -> None:
+    """The seed's Autopilot check on one cluster: create, read the printers' logs, delete; the promised outcome."""
+    created = shell.ok(AUTOPILOT_CREATE, context=ctx)
+    assert "daemonset.apps/node-metrics-printer created" in created
+    deadline = time.monotonic() + 30
+    while True:  # the pods start (until then kubectl logs fails: ContainerCreating), then print every 20 s
+        ran = shell.run(AUTOPILOT_LOGS, context=ctx)
+        logs = ran.stdout
+        pods = {line.split("]")[0] for line in logs.splitlines() if "kubelet_http_requests_total" in line}
+        if (ran.returncode == 0 and len(pods) == nodes) or time.monotonic() > deadline:
+            break
+        assert ran.returncode == 0 or "ContainerCreating" in ran.stderr, ran
+        time.sleep(0.5)
+    assert ran.returncode == 0, ran
+    assert len(pods) == nodes, logs  # one printer per node, each line prefixed with its pod and container
+    assert all(p.startswith("[pod/node-metrics-printer-") and p.endswith("/metrics-printer") for p in pods)
+    readonly = [line for line in logs.splitlines() if 'server_type="readonly"' in line]
+    assert bool(readonly) is in_use, logs
+    deleted = shell.ok(AUTOPILOT_DELETE, context=ctx)
+    assert deleted.count(" deleted") == 5, deleted  # the namespace's contents go while it is Terminating
+    deadline = time.monotonic() + 30
+    while True:  # the seed's objects are gone, the cluster-scoped ones too
+        gone = shell.run(
+            "kubectl get namespace node-metrics-printer-namespace; "
+            "kubectl get clusterrole node-metrics-printer-role; "
+            "kubectl get clusterrolebinding node-metrics-printer-binding",
+            context=ctx,
+        )
+        if gone.stderr.count("NotFound") == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert gone.stderr.count("NotFound") == 3, gone
+
+
 def test_autopilot_daemonset_check(seed_shell: Any, kubectl: str) -> None:
     shell: SeedShell = seed_shell(
         fleet(
@@ -127,41 +161,7 @@ def test_autopilot_daemonset_check(seed_shell: Any, kubectl: str) -> None:
         time_scale=0.05,  # a deleted namespace stays Terminating for a while (5 simulated s), as on GKE
     )
     for name, location, nodes, in_use in (("busy", "us-east1", 2, True), ("quiet", "europe-west1", 1, False)):
-        ctx = path(location, name)
-        created = shell.ok(AUTOPILOT_CREATE, context=ctx)
-        assert "daemonset.apps/node-metrics-printer created" in created
-        deadline = time.monotonic() + 30
-        while (
-            True
-        ):  # the pods start (until then kubectl logs fails: ContainerCreating), then print every 20 s
-            ran = shell.run(AUTOPILOT_LOGS, context=ctx)
-            logs = ran.stdout
-            pods = {line.split("]")[0] for line in logs.splitlines() if "kubelet_http_requests_total" in line}
-            if (ran.returncode == 0 and len(pods) == nodes) or time.monotonic() > deadline:
-                break
-            assert ran.returncode == 0 or "ContainerCreating" in ran.stderr, ran
-            time.sleep(0.5)
-        assert ran.returncode == 0, ran
-        assert len(pods) == nodes, logs  # one printer per node, each line prefixed with its pod and container
-        assert all(
-            p.startswith("[pod/node-metrics-printer-") and p.endswith("/metrics-printer") for p in pods
-        )
-        readonly = [line for line in logs.splitlines() if 'server_type="readonly"' in line]
-        assert bool(readonly) is in_use, logs
-        deleted = shell.ok(AUTOPILOT_DELETE, context=ctx)
-        assert deleted.count(" deleted") == 5, deleted  # the namespace's contents go while it is Terminating
-        deadline = time.monotonic() + 30
-        while True:  # the seed's objects are gone, the cluster-scoped ones too
-            gone = shell.run(
-                "kubectl get namespace node-metrics-printer-namespace; "
-                "kubectl get clusterrole node-metrics-printer-role; "
-                "kubectl get clusterrolebinding node-metrics-printer-binding",
-                context=ctx,
-            )
-            if gone.stderr.count("NotFound") == 3 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert gone.stderr.count("NotFound") == 3, gone
+        autopilot_check(shell, path(location, name), nodes, in_use)
     # Autopilot never grants nodes/proxy: the Standard check does not work there, hence the DaemonSet.
     forbidden = shell.run(STANDARD_CHECK, context=path("us-east1", "busy"), NODE_NAME="any")
     assert forbidden.stdout == "" and "Forbidden" in forbidden.stderr
@@ -310,15 +310,48 @@ def test_trap_seed_pool_command_loses_kubelet_settings_portcullis_keeps_them(
     ]
 
 
-@pytest.mark.xfail(
-    reason="gcloud's kubectl dispatcher runs its 1.27/1.28 builds for clusters of those versions, and they fetch "
-    "/openapi/v2 (protobuf) before `kubectl create`; gkesim.kube does not serve it yet (404)",
-    strict=False,
-)
-def test_autopilot_create_on_a_1_28_cluster(seed_shell: Any, kubectl: str) -> None:
+def test_autopilot_check_on_1_27_and_1_28_clusters(seed_shell: Any, kubectl: str) -> None:
+    """gcloud's `kubectl` is a dispatcher: on clusters of 1.27 and 1.28 it runs its kubectl 1.27/1.28 builds, which
+    read /openapi/v2 as protobuf (gnostic's openapi.v2.Document) before `kubectl create` and for
+    `kubectl explain --output=plaintext-openapiv2`."""
     shell: SeedShell = seed_shell(
         fleet(
-            {"name": "older", "location": "us-east1", "mode": "autopilot", "version": "1.28.15-gke.1435000"}
-        )
+            {
+                "name": "older",
+                "location": "us-east1",
+                "mode": "autopilot",
+                "version": "1.28.15-gke.1435000",
+                "pools": [{"name": "default-pool", "nodes": 1, "usage": "in_use"}],
+            },
+            {
+                "name": "oldest",
+                "location": "europe-west1",
+                "mode": "autopilot",
+                "version": "1.27.16-gke.2703000",
+                "pools": [{"name": "default-pool", "nodes": 1}],
+            },
+        ),  # fmt: skip
+        time_scale=0.05,  # a deleted namespace stays Terminating for a while (5 simulated s), as on GKE
     )
-    shell.ok(AUTOPILOT_CREATE, context=path("us-east1", "older"))
+    for name, location, minor, in_use in (
+        ("older", "us-east1", "28", True),
+        ("oldest", "europe-west1", "27", False),
+    ):
+        ctx = path(location, name)
+        versions = json.loads(shell.ok("kubectl version -o json", context=ctx))
+        assert versions["clientVersion"]["minor"] == minor, versions  # the dispatcher ran the matching build
+        assert versions["serverVersion"]["minor"] == minor, versions
+        autopilot_check(shell, ctx, nodes=1, in_use=in_use)
+        explained = shell.ok(
+            "kubectl explain daemonset.spec.template.spec.containers --output=plaintext-openapiv2",
+            context=ctx,
+        )
+        assert re.search(r"^KIND:\s+DaemonSet\nVERSION:\s+apps/v1$", explained, re.M), explained
+        # The fields the seed's manifest uses, and what is required, as the v2 document describes them.
+        fields = set(re.findall(r"^   (\w+)\t", explained, re.M))
+        assert {"name", "image", "command", "args", "env"} <= fields, explained
+        assert re.search(r"^   name\t<string> -required-$", explained, re.M), explained
+        for kind in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
+            explained = shell.ok(f"kubectl explain {kind.lower()} --output=plaintext-openapiv2", context=ctx)
+            assert re.search(rf"^KIND:\s+{kind}$", explained, re.M), explained
+            assert re.search(r"^   metadata\t<Object>$", explained, re.M), explained
