@@ -26,15 +26,15 @@ def discover_clusters_task(
     """
     rt = runtime_for(config_path)
 
-    def found(n: int) -> None:  # the walk finds projects as it goes: the bar's total grows with it
-        phase.total += n
+    def projects(n: int) -> None:  # known once the walk is done, while the first projects are being listed
+        phase.total = n
 
     return discover_clusters(
         rt.config.scope,
         rt.clients,
         rt.caller,
         rt.config.limits.concurrency,
-        on_found=found,
+        on_projects=projects,
         on_done=lambda _: phase.advance(),
     )
 

@@ -17,7 +17,7 @@ from google.cloud import container_v1, resourcemanager_v3
 from config.schema import Scope
 from tasks.clients import Clients
 from tasks.retry import Caller
-from tasks.state import ClusterState, cluster_state
+from tasks.state import ClusterState, cluster_state, gc_paused
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,10 @@ def list_clusters(
     on_done: Callable[[ProjectClusters], Any] | None = None,
 ) -> list[ProjectClusters]:
     """Every project's clusters, `concurrency` projects at a time, in project order."""
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="list-clusters") as pool:
+    with (
+        gc_paused(),
+        ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="list-clusters") as pool,
+    ):
         futures = [pool.submit(list_project_clusters, p, clients, caller) for p in projects]
         results = []
         for fut in futures:
@@ -265,7 +268,7 @@ def discover_clusters(
     clients: Clients,
     caller: Caller,
     concurrency: int,
-    on_found: Callable[[int], Any] | None = None,
+    on_projects: Callable[[int], Any] | None = None,
     on_done: Callable[[ProjectClusters], Any] | None = None,
 ) -> tuple[list[ProjectClusters], list[Finding]]:
     """`discover_projects` then `list_clusters`, as one pipeline: the same calls and the same answer (projects in
@@ -273,8 +276,9 @@ def discover_clusters(
     tree holding it has been read, while the rest of the tree is still being walked.
 
     The walk's calls go first (a pool of their own), so the tree is read at the same pace; every call still
-    takes one of the caller's `limits.concurrency` slots. `on_found(n)`: n more projects are being listed;
-    `on_done(pc)`: one project's clusters are in (from a worker thread).
+    takes one of the caller's `limits.concurrency` slots. Once the walk is done, `on_projects(n)` gets the number
+    of projects in scope, then `on_done(pc)` each project's clusters in project order, in the calling thread (as
+    `list_clusters` calls it).
     """
     wanted = _wanted(scope)
     listing: dict[str, Future[ProjectClusters]] = {}
@@ -282,19 +286,17 @@ def discover_clusters(
     found: dict[str, Project] = {}
     workers = max(1, concurrency)
     with (
+        gc_paused(),
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="walk") as walk_pool,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="list-clusters") as list_pool,
     ):
 
         def start(projects: Iterable[Project]) -> None:
-            new = [p for p in projects if p.project_id not in listing and wanted(p)]
-            for project in new:
-                fut = list_pool.submit(list_project_clusters, project, clients, caller)
-                if on_done is not None:
-                    fut.add_done_callback(lambda f: f.exception() is None and on_done(f.result()))
-                listing[project.project_id] = fut
-            if new and on_found is not None:
-                on_found(len(new))
+            for project in projects:
+                if project.project_id not in listing and wanted(project):
+                    listing[project.project_id] = list_pool.submit(
+                        list_project_clusters, project, clients, caller
+                    )
 
         for root in _roots(scope):
             nodes = _read_tree(clients, caller, root, walk_pool, lambda node: start(node.projects))
@@ -302,6 +304,13 @@ def discover_clusters(
                 found.setdefault(project.project_id, project)
         start(_named_projects(scope, clients, caller, found, findings))
         selected = sorted((p for p in found.values() if wanted(p)), key=lambda p: p.project_id)
-        # the project as the depth-first walk found it first (a project under two roots is listed once)
-        listed = [replace(listing[p.project_id].result(), project=p) for p in selected]
+        if on_projects is not None:
+            on_projects(len(selected))
+        listed = []
+        for project in selected:
+            # the project as the depth-first walk found it first (a project under two roots is listed once)
+            result = replace(listing[project.project_id].result(), project=project)
+            if on_done is not None:
+                on_done(result)
+            listed.append(result)
     return listed, findings

@@ -9,7 +9,7 @@ from typing import Any
 
 from tasks.discovery import Finding, ProjectClusters
 from tasks.eligibility import Eligibility, VersionGate, version_gate
-from tasks.state import ClusterState
+from tasks.state import ClusterState, gc_paused
 
 
 class InventoryOutcome(StrEnum):
@@ -85,12 +85,13 @@ class Inventory:
     def assemble(
         cls, listed: list[ProjectClusters], findings: list[Finding], only: list[str] | None = None
     ) -> Inventory:
-        records = [
-            record(c, pc.project.labels, pc.project.ancestors)
-            for pc in listed
-            for c in pc.clusters
-            if not only or c.path in only
-        ]
+        with gc_paused():
+            records = [
+                record(c, pc.project.labels, pc.project.ancestors)
+                for pc in listed
+                for c in pc.clusters
+                if not only or c.path in only
+            ]
         all_findings = list(findings) + [f for pc in listed for f in pc.findings]
         if only:
             seen = {r.path for r in records}
@@ -116,12 +117,13 @@ class Inventory:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "inventory",
-            "summary": {"clusters": len(self.records), "errors": len(self.findings), **self.counts()},
-            "clusters": [r.to_json() for r in self.records],
-            "errors": [f.to_json() for f in self.findings],
-        }
+        with gc_paused():
+            return {
+                "kind": "inventory",
+                "summary": {"clusters": len(self.records), "errors": len(self.findings), **self.counts()},
+                "clusters": [r.to_json() for r in self.records],
+                "errors": [f.to_json() for f in self.findings],
+            }
 
     @property
     def all_compliant(self) -> bool:

@@ -7,7 +7,11 @@ default", so every read goes through `port_state`, never through the field's val
 from __future__ import annotations
 
 import functools
+import gc
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -17,6 +21,38 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 PORT_FIELD = "insecure_kubelet_readonly_port_enabled"
+
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a fleet's facts are built (reference counting still frees).
+
+    An inventory builds hundreds of thousands of small objects that all survive (facts, records, report rows)
+    and none of which form cycles. Each time the survivors grow by a quarter, CPython 3.11 scans the whole heap
+    (~0.1-0.2 s each with Prefect and the Google clients loaded): a third of the CPU of listing 10,000 clusters.
+    Nested and concurrent uses are counted; the collector is turned back on by the last one out, and only if it
+    was on to begin with.
+    """
+    global _gc_holders
+    with _gc_lock:
+        if _gc_holders == 0 and not gc.isenabled():
+            paused = False
+        else:
+            paused = True
+            _gc_holders += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            with _gc_lock:
+                _gc_holders -= 1
+                if _gc_holders == 0:
+                    gc.enable()
 
 
 class PortState(StrEnum):

@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
-from tasks.inventory import InventoryOutcome
+import pytest
+
+from tasks.discovery import discover_clusters, discover_projects, list_clusters
+from tasks.inventory import Inventory, InventoryOutcome
 from tasks.state import PortState
-from tests.integration.helpers import by_name, inventory, path
+from tests.integration.helpers import by_name, inventory, path, runtime
 
 FLEET = {
     "organization": "111111111111",
@@ -132,6 +135,62 @@ def test_scope_filters(make_sim, write_config) -> None:
     inv = inventory(write_config(sim, scope={"organization": None, "projects": ["beta-dev", "nope-missing"]}))
     assert [r.state.name for r in inv.records] == ["dev1"]
     assert [(f.scope, f.kind) for f in inv.findings] == [("projects/nope-missing", "resourcemanager_denied")]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_pipelined_discovery_gives_the_two_step_answer(make_sim, write_config, concurrency: int) -> None:
+    """discover_clusters (what the flow runs) answers as discover_projects then list_clusters, scope by scope."""
+    sim = make_sim(FLEET)
+    scopes = [
+        {},  # the organization
+        {"organization": None, "folders": ["folders/11", "folders/999"]},  # a folder that cannot be read
+        {
+            "folders": ["folders/10"],
+            "projects": ["beta-dev", "nope-missing", "eps-zones"],
+        },  # overlaps, named ids
+        {"project_labels": {"env": "dev"}},
+        {"exclude_projects": ["alpha-prod", "delta-noapi"]},
+    ]
+    for i, scope in enumerate(scopes):
+        config = write_config(sim, f"c{i}.yaml", scope=scope, limits={"concurrency": concurrency})
+        rt = runtime(config)
+        try:
+            projects, findings = discover_projects(rt.config.scope, rt.clients, rt.caller)
+            want = list_clusters(projects, rt.clients, rt.caller, concurrency)
+            found: list[int] = []
+            done: list[object] = []
+            got, got_findings = discover_clusters(
+                rt.config.scope,
+                rt.clients,
+                rt.caller,
+                concurrency,
+                on_projects=found.append,
+                on_done=done.append,
+            )
+        finally:
+            rt.close()
+        assert got_findings == findings, scope
+        assert [pc.project for pc in got] == projects, scope
+        assert got == want, scope
+        assert found == [len(got)] and done == got, scope
+        assert Inventory.assemble(got, got_findings).to_json() == Inventory.assemble(want, findings).to_json()
+        if i == 1:
+            assert [(f.scope, f.kind) for f in got_findings] == [("folders/999", "resourcemanager_denied")]
+            assert {pc.project.project_id for pc in got} == {"alpha-prod"}
+        if (
+            i == 2
+        ):  # a project under two roots, or also named, is listed once, as the first root's walk found it
+            assert [pc.project.project_id for pc in got] == [
+                "alpha-prod",
+                "beta-dev",
+                "delta-noapi",
+                "eps-zones",
+                "gamma-denied",
+            ]
+            assert got[0].project.ancestors == ("folders/11", "folders/10", "organizations/111111111111")
+            assert [(f.scope, f.kind) for f in got_findings] == [
+                ("projects/nope-missing", "resourcemanager_denied")
+            ]
 
 
 def test_cluster_filter_reports_unknown_paths(make_sim, write_config) -> None:
