@@ -1,14 +1,13 @@
 """Who still uses port 10255: two readings a window apart on every sampled node, and a verdict per cluster.
 
-Windows overlap across the whole batch: every node is read once, then each is read again as soon as its own
-window has passed, so scanning a thousand clusters takes about one window plus transfer time. Anything that
+Windows overlap across the whole batch: every cluster's nodes are read once, then again as soon as the cluster's
+window has passed, so scanning a thousand clusters takes about one window plus transfer time. The culprit search
+runs while the windows pass, and each cluster's verdict is handed on as soon as it is complete. Anything that
 could hide use (an unreachable node, a pool not sampled, a probe that failed) makes the verdict
-`inconclusive`, never `clear`.
-"""
+`inconclusive`, never `clear`."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -105,25 +104,31 @@ class _NodeJob:
 
 @dataclass
 class _ClusterScan:
-    """One Standard cluster in flight: its result so far, its node jobs, and how many second readings are due."""
+    """One Standard cluster in flight: its result so far, its node jobs, and the steps still running.
 
+    Two steps must finish before the verdict: the node readings (both rounds) and the culprit search.
+    """
+
+    rec: ClusterRecord
     result: ScanResult
+    api: k8s.ApiClient | None = None
     jobs: list[_NodeJob] = field(default_factory=list)
-    final: bool = False  # the result is already the verdict (no node could be listed)
-    _due: int = -1
+    final: bool = False  # the result is already the verdict (the cluster could not be read at all)
+    completed: bool = False  # handed to `done` (exactly once)
+    _steps: int = 2
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def read_one(self) -> bool:
-        """Count one second reading in; True for the reading that completes the cluster."""
+    def step_done(self) -> bool:
+        """Count one step in; True for the step that completes the cluster."""
         with self._lock:
-            if self._due < 0:
-                self._due = len(self.jobs)
-            self._due -= 1
-            return self._due == 0
+            self._steps -= 1
+            return self._steps == 0
 
     def finish(self) -> ScanResult:
         """The verdict from both readings of every sampled node (or the result as it stands when final)."""
         result = self.result
+        if self.api is not None:
+            self.api.close()  # the cluster is done: no idle connection (nor simulator thread) waits for it
         if self.final:
             return result
         problems: list[str] = []
@@ -252,60 +257,149 @@ class Scanner:
 
     # ----- Standard: through the API server's node proxy -----------------------------------------------------
 
+    # Work on the run's shared queue, most urgent first: second readings that are due, then first readings,
+    # then culprit searches (they do not depend on the window, so they run while it passes).
+    _SECOND, _FIRST, _CULPRITS = 0, 1, 2
+
     def _scan_standard(self, records: list[ClusterRecord], done: Callable[[ScanResult], None]) -> None:
-        """Read every sampled node twice a window apart; `done` gets each cluster as soon as it is complete."""
+        """Read every sampled node twice a window apart; `done` gets each cluster as soon as it is complete.
 
-        def prepare(rec: ClusterRecord) -> _ClusterScan:
-            result = ScanResult(rec.path, str(rec.state.mode), Verdict.ERROR)
+        A cluster's nodes are read one after another on one connection (not all at once on one connection
+        each), clusters in parallel up to `scan.concurrency`; each node's second reading follows its first a
+        window later. Its culprit search runs meanwhile, behind every node read that is due.
+        """
+        if not records:
+            return
+        work = self.rt.scan_work
+        left = [len(records)]
+        lock = threading.Lock()
+        all_done = threading.Event()
+        raised: list[BaseException] = []  # what on_done raised, raised again by scan()
+
+        def complete(cluster: _ClusterScan) -> None:
+            with lock:
+                if cluster.completed:
+                    return
+                cluster.completed = True
             try:
-                api = self._api(rec)
-            except ValueError as exc:
-                result.reasons.append(f"cannot reach the cluster: {exc}")
-                return _ClusterScan(result, final=True)
-            try:
-                nodes = kube.list_nodes(api, self.cfg.request_timeout_seconds)
-            except Exception as exc:  # noqa: BLE001 - any failure to list is a reason, never "clear"
-                result.verdict = Verdict.INCONCLUSIVE
-                result.reasons.append(kube.explain(exc, "listing nodes"))
-                return _ClusterScan(result, final=True)
-            chosen, empty = sample_nodes(
-                nodes, [p.name for p in rec.state.pools], self.cfg.nodes_per_pool, self.cfg.max_nodes_per_pool
+                done(cluster.finish())
+            except Exception as exc:  # noqa: BLE001 - handed to scan()'s caller once every cluster is done
+                raised.append(exc)
+            finally:
+                with lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        all_done.set()
+
+        def guarded(cluster: _ClusterScan, step: Callable[[_ClusterScan], None]) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    step(cluster)
+                except Exception as exc:  # noqa: BLE001 - never leave a cluster unfinished (the scan would wait)
+                    cluster.result.verdict = Verdict.ERROR
+                    cluster.result.reasons.append(f"the scan failed: {type(exc).__name__}: {exc}")
+                    cluster.final = True
+                    complete(cluster)
+
+            return run
+
+        def read_round(cluster: _ClusterScan, second: bool, then: Callable[[_ClusterScan], None]) -> None:
+            """Read the cluster's nodes one after another on one connection; after a failed read (a node that
+            hangs or refuses), the rest are read in parallel, so a dead pool costs one timeout, not one per node."""
+            pending = [len(cluster.jobs)]
+
+            def read(jobs: list[_NodeJob]) -> None:
+                for k, job in enumerate(jobs):
+                    skip = second and job.first is not None and job.first.error is not None
+                    if skip:
+                        # Its first reading already makes the node inconclusive: another cannot change that.
+                        job.second, job.second_at = job.first, job.first_at
+                    elif second:
+                        wait = job.first_at + self.cfg.window_seconds - self.now()
+                        if wait > 0:
+                            self.sleep(wait)
+                        job.second, job.second_at = self._read(job)
+                    else:
+                        job.first, job.first_at = self._read(job)
+                    reading = job.second if second else job.first
+                    rest = jobs[k + 1 :] if not skip and reading is not None and reading.error else []
+                    for other in rest:
+                        work.submit(
+                            guarded(cluster, lambda _, j=other: read([j])),
+                            self._SECOND if second else self._FIRST,
+                        )
+                    with cluster._lock:
+                        pending[0] -= 1
+                        last = pending[0] == 0
+                    if last:
+                        then(cluster)
+                    if rest:
+                        return
+
+            if cluster.jobs:
+                read(cluster.jobs)
+            else:
+                then(cluster)
+
+        def first(cluster: _ClusterScan) -> None:
+            if not self._prepare(cluster):
+                complete(cluster)
+                return
+            read_round(cluster, False, after_first)
+
+        def after_first(cluster: _ClusterScan) -> None:
+            last = max((job.first_at for job in cluster.jobs), default=self.now())
+            work.submit(guarded(cluster, culprits), self._CULPRITS)
+            work.submit(
+                guarded(cluster, second), self._SECOND, delay=last + self.cfg.window_seconds - self.now()
             )
-            for pool in empty:
-                result.reasons.append(f"pool {pool} has no nodes to sample: nothing runs there now")
-            _, culprits, err = self._culprits(api)
-            result.culprits = culprits
+
+        def second(cluster: _ClusterScan) -> None:
+            read_round(cluster, True, after_second)
+
+        def after_second(cluster: _ClusterScan) -> None:
+            if cluster.step_done():
+                complete(cluster)
+
+        def culprits(cluster: _ClusterScan) -> None:
+            assert cluster.api is not None
+            _, found, err = self._culprits(cluster.api)
+            cluster.result.culprits = found
             if err:
-                result.reasons.append(err)
-            return _ClusterScan(result, [_NodeJob(rec.path, api, n) for n in chosen])
+                cluster.result.reasons.append(err)
+            if cluster.step_done():
+                complete(cluster)
 
-        with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="scan-prep") as pool:
-            prepared = list(pool.map(prepare, records))
-        for cluster in prepared:
-            if cluster.final or not cluster.jobs:
-                done(cluster.finish())
-        owner = {id(job): cluster for cluster in prepared for job in cluster.jobs}
-        # Round-robin across clusters: one cluster's nodes are not all read at once (connections, server threads).
-        groups = [cluster.jobs for cluster in prepared if not cluster.final]
-        jobs = [job for row in itertools.zip_longest(*groups) for job in row if job is not None]
-        window = self.cfg.window_seconds
+        for rec in records:
+            cluster = _ClusterScan(rec, ScanResult(rec.path, str(rec.state.mode), Verdict.ERROR))
+            work.submit(guarded(cluster, first), self._FIRST)
+        all_done.wait()
+        if raised:
+            raise raised[0]
 
-        def first(job: _NodeJob) -> None:
-            job.first, job.first_at = self._read(job)
-
-        def second(job: _NodeJob) -> None:
-            wait = job.first_at + window - self.now()
-            if wait > 0:
-                self.sleep(wait)
-            job.second, job.second_at = self._read(job)
-            cluster = owner[id(job)]
-            if cluster.read_one():
-                done(cluster.finish())
-
-        with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="scan-read") as pool:
-            list(pool.map(first, jobs))
-            jobs.sort(key=lambda j: j.first_at)
-            list(pool.map(second, jobs))
+    def _prepare(self, cluster: _ClusterScan) -> bool:
+        """The cluster's client and the nodes to read; False when the cluster cannot be read (result final)."""
+        rec, result = cluster.rec, cluster.result
+        try:
+            cluster.api = self._api(rec)
+        except ValueError as exc:
+            result.reasons.append(f"cannot reach the cluster: {exc}")
+            cluster.final = True
+            return False
+        try:
+            nodes = kube.list_nodes(cluster.api, self.cfg.request_timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - any failure to list is a reason, never "clear"
+            result.verdict = Verdict.INCONCLUSIVE
+            result.reasons.append(kube.explain(exc, "listing nodes"))
+            cluster.final = True
+            return False
+        chosen, empty = sample_nodes(
+            nodes, [p.name for p in rec.state.pools], self.cfg.nodes_per_pool, self.cfg.max_nodes_per_pool
+        )
+        for pool in empty:
+            result.reasons.append(f"pool {pool} has no nodes to sample: nothing runs there now")
+        cluster.jobs = [_NodeJob(rec.path, cluster.api, n) for n in chosen]
+        return True
 
     # ----- Autopilot: the seed's DaemonSet probe -------------------------------------------------------------
 
