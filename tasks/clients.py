@@ -7,6 +7,8 @@ verified against the cluster's own CA from the GKE API; there is no switch to tu
 from __future__ import annotations
 
 import base64
+import functools
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from google.cloud.container_v1.services.cluster_manager.transports import Cluste
 from google.cloud.resourcemanager_v3.services.folders.transports import FoldersGrpcTransport
 from google.cloud.resourcemanager_v3.services.projects.transports import ProjectsGrpcTransport
 from kubernetes import client as k8s
+from urllib3.util.ssl_ import create_urllib3_context
 
 from config.schema import Api
 
@@ -111,9 +114,10 @@ def kube_client(
         raise ValueError("the cluster has no endpoint")
     if not ca_certificate_b64:
         raise ValueError("the cluster has no CA certificate (master_auth.cluster_ca_certificate)")
+    ca_pem = base64.b64decode(ca_certificate_b64).decode("ascii")
     cfg = k8s.Configuration(host=f"https://{endpoint}")
     cfg.ssl_ca_cert = None
-    cfg.ca_cert_data = base64.b64decode(ca_certificate_b64).decode("ascii")
+    cfg.ca_cert_data = ca_pem
     cfg.verify_ssl = True
     cfg.connection_pool_maxsize = pool_size
     token = tokens.token()
@@ -125,4 +129,18 @@ def kube_client(
             conf.api_key["authorization"] = tokens.token()
 
         cfg.refresh_api_key_hook = refresh
-    return k8s.ApiClient(cfg)
+    api = k8s.ApiClient(cfg)
+    # One SSLContext per cluster CA, trusting only that CA, instead of urllib3 building one and loading the CA for
+    # every new connection (~1.5 ms of CPU each). Verification is the same: certificate and host name.
+    pool_kw = api.rest_client.pool_manager.connection_pool_kw
+    pool_kw["ssl_context"] = _cluster_ssl_context(ca_pem)
+    pool_kw["ca_cert_data"] = None
+    return api
+
+
+@functools.lru_cache(maxsize=4096)
+def _cluster_ssl_context(ca_pem: str) -> ssl.SSLContext:
+    """urllib3's own TLS context (CERT_REQUIRED) trusting exactly this CA; shared by the cluster's connections."""
+    ctx = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    ctx.load_verify_locations(cadata=ca_pem)
+    return ctx
