@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -120,9 +121,11 @@ def timestamp(fleet: Fleet, sim_seconds: float, nanos: bool = False) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure, and asked again for the same objects on every list
 def _uid(*parts: object) -> str:
     return str(uuid.UUID(hashlib.md5("/".join(map(str, parts)).encode()).hexdigest(), version=4))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _h(*parts: object) -> int:
     return int.from_bytes(hashlib.sha1("/".join(map(str, parts)).encode()).digest()[:8], "big")
