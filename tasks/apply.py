@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from tasks.limits import mutation_slot
 from tasks.plan import Change, current_kubelet, current_port, with_port
 from tasks.retry import is_transient
 from tasks.runtime import Runtime
-from tasks.state import ClusterState, Level, cluster_state, kubelet_from_dict
+from tasks.state import ClusterState, Level, Mode, cluster_state, kubelet_from_dict
 
 DONE = container_v1.Operation.Status.DONE
 _TARGET = re.compile(r"/(?:locations|zones)/([^/]+)/clusters/([^/]+)")
@@ -75,6 +75,54 @@ class OperationSlots:
             yield
 
 
+class Durations:
+    """How long GKE's operations take, learned during the run from each finished operation's own start and end
+    times (not from our polls): the shortest seen per kind of operation and number of nodes it recreates. The
+    next such operation is first polled once that much time has passed, then with the usual backoff; that cuts
+    both the GetOperation calls and how late the end is seen. Never a reason to wait longer, only to look later
+    the first time: nothing is known before the first operation of a kind ends."""
+
+    def __init__(self) -> None:
+        self._shortest: dict[tuple[str, int], float] = {}
+        self._lock = threading.Lock()
+
+    def expect(self, kind: str, nodes: int) -> float | None:
+        """The longest of the shortest durations seen for this kind with at most this many nodes (an operation
+        recreating more nodes takes no less)."""
+        with self._lock:
+            seen = [d for (k, n), d in self._shortest.items() if k == kind and n <= nodes]
+        return max(seen) if seen else None
+
+    def learn(self, kind: str, nodes: int, op: container_v1.Operation) -> None:
+        took = operation_seconds(op)
+        if took is None or (op.error and op.error.code):
+            return
+        with self._lock:
+            key = (kind, nodes)
+            self._shortest[key] = min(self._shortest.get(key, took), took)
+
+
+_FRACTION = re.compile(r"(\.\d{1,6})\d*")
+
+
+def operation_seconds(op: container_v1.Operation) -> float | None:
+    """GKE's own duration of a finished operation (end_time - start_time), None when either is missing."""
+    try:
+        start, end = (datetime.fromisoformat(_FRACTION.sub(r"\1", t)) for t in (op.start_time, op.end_time))
+    except (TypeError, ValueError):
+        return None
+    return (end - start).total_seconds()
+
+
+def operation_kind(state: ClusterState, level: str) -> tuple[str, int]:
+    """What decides an operation's duration: its kind and the nodes it recreates."""
+    if level.startswith(Level.NODE_POOL.value + "/"):
+        return "UpdateNodePool", state.pool(level.split("/", 1)[1]).node_count
+    if level == Level.AUTO_CONFIG.value and state.mode is Mode.AUTOPILOT:
+        return "UpdateCluster/autopilot", sum(p.node_count for p in state.pools)
+    return f"UpdateCluster/{level}", 0
+
+
 @dataclass
 class ChangeResult:
     level: str
@@ -87,9 +135,12 @@ class ChangeResult:
     attempts: int = 0
     error: str | None = None
     sent: dict[str, Any] | None = None
+    # The cluster as read (after waiting out its operations) when this change was confirmed: the next change's
+    # read-before-send, or the verification's read. Not part of the report.
+    state: ClusterState | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None and k != "state"}
 
 
 class Applier:
@@ -102,6 +153,7 @@ class Applier:
         self.cfg = rt.config.rollout
         self.slots = slots
         self.sleep = sleep
+        self.durations = Durations()
 
     # ----- reads ----------------------------------------------------------------------------------------------
 
@@ -123,10 +175,13 @@ class Applier:
                 running.append(f"projects/{project}/locations/{location}/operations/{op.name}")
         return running
 
-    def wait(self, op_name: str) -> container_v1.Operation:
-        """Poll an operation until DONE, backing off, until the per-operation timeout."""
+    def wait(self, op_name: str, expect: float | None = None) -> container_v1.Operation:
+        """Poll an operation until DONE, backing off, until the per-operation timeout. `expect`: seconds it
+        will not be done before (the shortest such operation so far): the first look is then, not sooner."""
         deadline = time.monotonic() + self.cfg.operation_timeout_seconds
         delay = self.cfg.operation_poll_seconds
+        if expect and expect > delay:
+            self.sleep(min(expect, self.cfg.operation_timeout_seconds))
         while True:
             op = self.rt.caller.call(self.rt.clients.container.get_operation, name=op_name)
             if op.status == DONE:
@@ -160,7 +215,11 @@ class Applier:
             container.update_cluster, request=container_v1.UpdateClusterRequest(name=path, update=update)
         )
 
-    def apply(self, change: Change, dry_run: bool = False) -> ChangeResult:
+    def apply(
+        self, change: Change, dry_run: bool = False, settled: ClusterState | None = None
+    ) -> ChangeResult:
+        """Bring one level to `change.after`. `settled`: the cluster read just now after waiting out its
+        operations (the previous change's confirmation), used instead of waiting and reading again at once."""
         result = ChangeResult(
             change.level, str(change.before), str(change.after), "dry_run" if dry_run else "failed"
         )
@@ -171,12 +230,16 @@ class Applier:
         op_failures = 0
         transient_failures = 0
         while True:
-            try:
-                self.settle(change.cluster)  # never two operations on one cluster
-                state = self.read(change.cluster)
-            except OperationTimeout as exc:
-                result.status, result.operation, result.error = "in_flight", exc.name, str(exc)
-                return result
+            if settled is not None:
+                state, settled = settled, None
+            else:
+                try:
+                    self.settle(change.cluster)  # never two operations on one cluster
+                    state = self.read(change.cluster)
+                except OperationTimeout as exc:
+                    result.status, result.operation, result.error = "in_flight", exc.name, str(exc)
+                    return result
+            result.state = state
             if current_port(state, change.level) is change.after:
                 result.status = "applied" if result.attempts else "already"
                 result.ended = result.ended or now_iso()
@@ -196,8 +259,10 @@ class Applier:
                     op = self._send(change.cluster, change.level, kubelet_from_dict(sent))
                     result.operation = f"projects/{project}/locations/{location}/operations/{op.name}"
                     live.operation_started(token, result.operation)
-                    done = self.wait(result.operation)
+                    kind = operation_kind(state, change.level)
+                    done = self.wait(result.operation, self.durations.expect(*kind))
                 live.operation_ended(token)
+                self.durations.learn(*kind, done)
             except OperationTimeout as exc:  # still running: stays registered as in flight
                 result.status, result.error = "in_flight", str(exc)
                 return result

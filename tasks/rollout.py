@@ -16,7 +16,7 @@ from tasks.eligibility import Eligibility, version_gate
 from tasks.inventory import ClusterRecord, InventoryOutcome
 from tasks.plan import Noop, changes, plan_cluster
 from tasks.scan import GateDecision, ScanResult
-from tasks.state import PortState
+from tasks.state import ClusterState, PortState
 from tasks.verify import check_levels, check_nodes
 
 
@@ -112,6 +112,9 @@ def _disable(run: ClusterRun, rec: ClusterRecord, applier: Applier, dry_run: boo
         run.outcome, run.reason = Outcome.IN_FLIGHT, str(exc)
         return run
     state = applier.read(rec.path)  # plan from GKE's state now, not from the inventory's
+    settled: ClusterState | None = (
+        state  # read after waiting out operations: the first change's pre-send read
+    )
     gate = version_gate(state)
     if gate.eligibility in (Eligibility.NOT_ELIGIBLE, Eligibility.SKIPPED):
         run.outcome = (
@@ -123,7 +126,8 @@ def _disable(run: ClusterRun, rec: ClusterRecord, applier: Applier, dry_run: boo
     run.left_alone = [s.to_json() for s in steps if isinstance(s, Noop) and "already" not in s.reason]
     results: list[ChangeResult] = []
     for change in changes(steps):
-        result = applier.apply(change, dry_run)
+        result = applier.apply(change, dry_run, settled)
+        settled = result.state  # read right after this change was confirmed: the next one's pre-send read
         results.append(result)
         run.changes.append(result.to_json())
         if result.status in ("failed", "in_flight"):
@@ -136,15 +140,22 @@ def _disable(run: ClusterRun, rec: ClusterRecord, applier: Applier, dry_run: boo
         return run
     changed_pools = [r.level.split("/", 1)[1] for r in results if r.level.startswith("node_pool/")]
     left_alone = {n["level"]: n["noop"] for n in run.left_alone}
-    return _verify(run, applier, changed_pools, bool(results), left_alone)
+    return _verify(run, applier, changed_pools, bool(results), left_alone, settled)
 
 
 def _verify(
-    run: ClusterRun, applier: Applier, changed_pools: list[str], changed: bool, left_alone: dict[str, str]
+    run: ClusterRun,
+    applier: Applier,
+    changed_pools: list[str],
+    changed: bool,
+    left_alone: dict[str, str],
+    state: ClusterState | None = None,
 ) -> ClusterRun:
-    """Read back every level and a node of each changed pool; levels the plan left alone may stay as they are."""
+    """Read back every level and a node of each changed pool; levels the plan left alone may stay as they are.
+
+    `state`: the read that confirmed the last change (taken after its operation ended), else read now."""
     rt = applier.rt
-    state = applier.read(run.cluster)
+    state = state or applier.read(run.cluster)
     v = check_levels(state, version_gate(state))
     node_problems: list[str] = []
     if rt.config.rollout.verify_nodes:
