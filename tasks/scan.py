@@ -232,16 +232,22 @@ class Scanner:
 
         `on_done(result)` is called for each cluster as soon as its verdict is final: a Standard cluster once its
         second readings (and its culprit search) are in, while later clusters are still in their window; an
-        Autopilot cluster once its probe is done. Calls come from the scan's threads, one at a time.
+        Autopilot cluster once its probe is done. Calls come from the scan's worker threads, one at a time: keep
+        them short and hand longer work (a rollout step, another scan) to a thread of your own, or the scan's
+        node reads wait for it. An exception it raises is raised by `scan()` once every cluster is done.
         """
         results: dict[str, ScanResult] = {}
         lock = threading.Lock()
+        raised: list[Exception] = []  # what on_done raised, raised again once every cluster is done
 
         def done(result: ScanResult) -> None:
             with lock:
                 results[result.cluster] = result
                 if on_done:
-                    on_done(result)
+                    try:
+                        on_done(result)
+                    except Exception as exc:  # noqa: BLE001 - the scan goes on; the caller gets it at the end
+                        raised.append(exc)
 
         standard = [r for r in records if r.state.mode is Mode.STANDARD]
         autopilot = [r for r in records if r.state.mode is Mode.AUTOPILOT]
@@ -253,6 +259,8 @@ class Scanner:
             self._scan_standard(standard, done)
             for fut in pending:
                 fut.result()  # raises what a probe raised
+        if raised:
+            raise raised[0]
         return {r.path: results[r.path] for r in records if r.path in results}
 
     # ----- Standard: through the API server's node proxy -----------------------------------------------------
@@ -274,7 +282,6 @@ class Scanner:
         left = [len(records)]
         lock = threading.Lock()
         all_done = threading.Event()
-        raised: list[BaseException] = []  # what on_done raised, raised again by scan()
 
         def complete(cluster: _ClusterScan) -> None:
             with lock:
@@ -283,8 +290,6 @@ class Scanner:
                 cluster.completed = True
             try:
                 done(cluster.finish())
-            except Exception as exc:  # noqa: BLE001 - handed to scan()'s caller once every cluster is done
-                raised.append(exc)
             finally:
                 with lock:
                     left[0] -= 1
@@ -374,8 +379,6 @@ class Scanner:
             cluster = _ClusterScan(rec, ScanResult(rec.path, str(rec.state.mode), Verdict.ERROR))
             work.submit(guarded(cluster, first), self._FIRST)
         all_done.wait()
-        if raised:
-            raise raised[0]
 
     def _prepare(self, cluster: _ClusterScan) -> bool:
         """The cluster's client and the nodes to read; False when the cluster cannot be read (result final)."""
