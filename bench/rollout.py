@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,11 +113,13 @@ def spec_expectations(spec) -> dict[str, dict]:  # noqa: ANN001
 def lower_bound(
     exp: dict[str, dict], clusters_by_wave: dict[str, list[str]], cfg: dict, scale: float
 ) -> dict:
+    """Per wave: its operations term and soak; the one scan window goes to the first wave with clusters."""
     ro = cfg["rollout"]
     window = cfg["scan"]["window_seconds"]
     per_wave = {}
     order = [w["name"] for w in ro["waves"]]
-    last_with_clusters = max((i for i, n in enumerate(order) if clusters_by_wave.get(n)), default=-1)
+    with_clusters = [i for i, n in enumerate(order) if clusters_by_wave.get(n)]
+    first, last = (with_clusters[0], with_clusters[-1]) if with_clusters else (-1, -1)
     for i, w in enumerate(ro["waves"]):
         paths = clusters_by_wave.get(w["name"], [])
         if not paths:
@@ -138,10 +141,11 @@ def lower_bound(
             "per region": max(by_region.values(), default=0.0) / ro["operations_per_region"],
         }
         binding = max(terms, key=terms.get)
-        soak = w.get("soak_seconds", 0.0) if i < last_with_clusters else 0.0
+        soak = w.get("soak_seconds", 0.0) if i < last else 0.0
+        win = window if i == first else 0.0
         per_wave[w["name"]] = {
-            "bound": window + terms[binding] + soak,
-            "window": window,
+            "bound": win + terms[binding] + soak,
+            "window": win,
             "soak": soak,
             "ops": terms[binding],
             "binding": binding,
@@ -183,30 +187,73 @@ def child_flow(config_path: str) -> None:
     rt.close()
     counter.counts.clear()
 
+    import tasks.apply
+    from tasks.apply import Applier, OperationSlots
+
+    # Instrumentation (timestamps only; the product code runs unchanged): each wave, each cluster's verdict
+    # arriving and its disable_cluster, each operation from send to seen DONE, each wait for an operation slot.
     lock = threading.Lock()
+    local = threading.local()
     cluster_times: dict[str, list[float]] = {}
-    scans: list[tuple[float, float, int]] = []
+    verdicts: dict[str, float] = {}
+    wave_times: dict[str, list[float]] = {}
+    ops: list[list] = []  # path, level, sent, seen done
+    slot_waits: dict[str, float] = defaultdict(float)
     original_disable = flows.rollout.disable_cluster
-    original_scan = flows.rollout.scan_records
+    original_run_wave = flows.rollout.run_wave
+    original_verdict = flows.rollout.WaveRun.verdict
+    original_send, original_wait = Applier._send, Applier.wait
+    original_slot = OperationSlots.slot
 
     def timed_disable(rec, *args, **kwargs):  # noqa: ANN001, ANN202
         t0 = time.perf_counter()
+        local.cluster = rec.path
         try:
             return original_disable(rec, *args, **kwargs)
         finally:
             with lock:
                 cluster_times[rec.path] = [t0, time.perf_counter()]
 
-    def timed_scan(config_path, records):  # noqa: ANN001, ANN202
+    def timed_run_wave(wave, *args, **kwargs):  # noqa: ANN001, ANN202
         t0 = time.perf_counter()
         try:
-            return original_scan(config_path, records)
+            return original_run_wave(wave, *args, **kwargs)
         finally:
             with lock:
-                scans.append((t0, time.perf_counter(), len(records)))
+                wave_times[wave.wave.name] = [t0, time.perf_counter()]
+
+    def timed_verdict(self, path, scan):  # noqa: ANN001, ANN202
+        with lock:
+            verdicts.setdefault(path, time.perf_counter())
+        return original_verdict(self, path, scan)
+
+    def timed_send(self, path, level, kubelet):  # noqa: ANN001, ANN202
+        local.sent = (path, level, time.perf_counter())
+        return original_send(self, path, level, kubelet)
+
+    def timed_wait(self, op_name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        sent, local.sent = getattr(local, "sent", None), None
+        try:
+            return original_wait(self, op_name, *args, **kwargs)
+        finally:
+            if sent:
+                with lock:
+                    ops.append([*sent, time.perf_counter()])
+
+    @contextmanager
+    def timed_slot(self, project, location):  # noqa: ANN001, ANN202
+        t0 = time.perf_counter()
+        with original_slot(self, project, location):
+            with lock:
+                slot_waits[getattr(local, "cluster", "")] += time.perf_counter() - t0
+            yield
 
     flows.rollout.disable_cluster = timed_disable
-    flows.rollout.scan_records = timed_scan
+    flows.rollout.run_wave = timed_run_wave
+    flows.rollout.WaveRun.verdict = timed_verdict
+    Applier._send, Applier.wait = timed_send, timed_wait
+    OperationSlots.slot = timed_slot
+    assert tasks.apply.Applier is Applier
 
     @flow(name="warm-up")
     def warm_up() -> int:
@@ -229,7 +276,10 @@ def child_flow(config_path: str) -> None:
                 for c in report["clusters"]
             ],
             "cluster_times": cluster_times,
-            "scans": scans,
+            "verdicts": verdicts,
+            "wave_times": wave_times,
+            "ops": ops,
+            "slot_waits": slot_waits,
             "calls": counter.as_dict(),
         }
     )
@@ -263,6 +313,7 @@ def main() -> int:
         default=1,
         help="scan.nodes_per_pool (0: every node, the product default; the scan bench measures full scans)",
     )
+    ap.add_argument("--save", help="also write the measurement's raw timings (JSON) here")
     args = ap.parse_args()
     if args.child:
         run_prelude()
@@ -290,7 +341,10 @@ def main() -> int:
             "operations_in_flight": 20,
             "operations_per_project": 5,
             "operations_per_region": 10,
-            "operation_poll_seconds": round(5.0 * scale, 4),
+            "operation_poll_seconds": round(
+                5.0 * scale, 4
+            ),  # the defaults (5 s, 30 s) scaled like the operations
+            "operation_poll_max_seconds": round(30.0 * scale, 4),
             "operation_timeout_seconds": 600,
             "default_soak_seconds": 0,
         },
@@ -309,6 +363,8 @@ def main() -> int:
         inv = sim.invariants or {}
         sim_rss = sim.peak_rss_mb
 
+    if args.save:
+        Path(args.save).write_text(json.dumps({**r, "expected": exp, "scale": scale}))
     runs = {
         f"projects/{c['project']}/locations/{c['location']}/clusters/{c['name']}": c for c in r["clusters"]
     }
@@ -320,43 +376,71 @@ def main() -> int:
     total_bound = sum(w["bound"] for w in bound.values())
     makespan = r["makespan"]
 
-    # Wave timings from the flow's own instrumentation: from the wave's scan start to the next wave's (soak and
-    # approval included), or to the end of the flow for the last one.
-    scans = sorted(r["scans"])
+    # Per wave, from the flow's own timestamps: wave start (run_wave called) -> first verdict -> first cluster
+    # started -> last cluster done -> the next wave's start (soak, approval) or the end of the flow.
     times = r["cluster_times"]
+    verdict_at = r["verdicts"]
     flow_end = r["start"] + makespan
-    scanned_waves = [w for w in cfg["rollout"]["waves"] if by_wave.get(w["name"])]
-    starts = {w["name"]: scans[i] for i, w in enumerate(scanned_waves) if i < len(scans)}
-    wave_rows = []
+    wave_times = r["wave_times"]
+    starts_in_order = sorted(v[0] for v in wave_times.values())
+    ops = r["ops"]
+    op_over: dict[str, float] = defaultdict(float)
+    overshoots = []
+    for path, level, sent, seen in ops:
+        over = (seen - sent) - scale * exp[path]["changes"].get(level, 0.0)
+        overshoots.append(over)
+        op_over[path] += over
+    wave_rows, where = [], []
     for w in cfg["rollout"]["waves"]:
         b = bound[w["name"]]
-        paths = by_wave.get(w["name"], [])
-        if w["name"] not in starts:
-            wave_rows.append([w["name"], "0", "-", "-", "-", "0.0", "-"])
+        paths = [p for p in by_wave.get(w["name"], []) if p in times]
+        if w["name"] not in wave_times or not paths:
+            wave_rows.append([w["name"], "0", "-", "-", "-", "-", "0.0", "-"])
             continue
-        s0, s1, _ = starts[w["name"]]
-        later = [v[0] for k, v in starts.items() if v[0] > s0]
+        w0, w1 = wave_times[w["name"]]
+        later = [t for t in starts_in_order if t > w0]
         end = min(later) if later else flow_end
-        last_done = max((times[p][1] for p in paths if p in times), default=s1)
+        first_verdict = min(verdict_at.get(p, w1) for p in paths)
+        last_verdict = max(verdict_at.get(p, w0) for p in paths)
+        first_start = min(times[p][0] for p in paths)
+        last_done = max(times[p][1] for p in paths)
+        busy = sum(times[p][1] - times[p][0] for p in paths)
+        phase = max(1e-9, last_done - first_start)
         wave_rows.append(
             [
                 w["name"],
                 f"{len(paths)} ({b['changing']} change)",
-                f"{s1 - s0:.1f}",
-                f"{last_done - s1:.1f}",
-                f"{b['window']:.0f} + {b['ops']:.1f} ({b['binding']})"
+                f"{first_verdict - w0:.1f} / {last_verdict - w0:.1f}",
+                f"{phase:.1f}",
+                f"{100 * busy / (phase * w['concurrency']):.0f}%",
+                (f"{b['window']:.0f} + " if b["window"] else "")
+                + f"{b['ops']:.1f} ({b['binding']})"
                 + (f" + {b['soak']:.0f} soak" if b["soak"] else ""),
                 f"{b['bound']:.1f}",
-                f"{end - s0:.1f}",
+                f"{end - w0:.1f}",
             ]
         )
+        where += [
+            [f"{w['name']}: to its first change, beyond the bound's window", first_start - w0 - b["window"]],
+            [f"{w['name']}: changes, beyond the operations term", phase - b["ops"]],
+            [
+                f"{w['name']}: after its last change, beyond the soak (approval, report, next wave's set-up)"
+                if later
+                else f"{w['name']}: after its last change (report)",
+                end - last_done - b["soak"],
+            ],
+        ]
+    inventory_s = min(starts_in_order) - r["start"] if starts_in_order else 0.0
+    where.insert(0, ["inventory before the first wave", inventory_s])
 
-    # Per cluster: wall of disable_cluster minus its own operations' durations.
-    overhead = []
+    # Per cluster: wall of disable_cluster minus its own operations' durations, and what that consists of.
+    overhead, slot_wait, poll_over = [], [], []
     for path, (t0, t1) in times.items():
         c = runs.get(path)
         if c and c["outcome"] in ("verified", "partial"):
             overhead.append((t1 - t0) - scale * sum(exp[path]["changes"].values()))
+            slot_wait.append(r["slot_waits"].get(path, 0.0))
+            poll_over.append(op_over.get(path, 0.0))
     changed = [p for p, c in runs.items() if c["outcome"] in ("verified", "partial")]
 
     # Mutations: plan vs what was sent vs what the simulator accepted.
@@ -372,6 +456,7 @@ def main() -> int:
     ]
     touched_blocked = [p for p, c in runs.items() if c["outcome"] == "blocked" and c.get("changes")]
     outcomes = r["report"]["summary"]["outcome"]
+    n = max(1, len(changed))
 
     print()
     print(
@@ -379,17 +464,24 @@ def main() -> int:
             [
                 "wave",
                 "clusters",
-                "scan s",
+                "first / last verdict s",
                 "changes s",
+                "workers busy",
                 "lower bound s (window + operations + soak)",
                 "bound s",
                 "actual s",
             ],
             wave_rows,
-            "lrrrlrr",
+            "lrrrrlrr",
         )
     )
-    inventory_s = (scans[0][0] - r["start"]) if scans else 0.0
+    print()
+    print(
+        table(
+            ["where makespan - bound goes", "s"],
+            [[k, f"{v:.1f}"] for k, v in where] + [["total", f"{makespan - total_bound:.1f}"]],
+        )
+    )
     print()
     print(
         table(
@@ -398,19 +490,20 @@ def main() -> int:
                 ["makespan (rollout flow, end to end)", f"{makespan:.1f} s"],
                 ["lower bound (sum of waves)", f"{total_bound:.1f} s"],
                 ["makespan / bound", f"{makespan / total_bound:.2f}x" if total_bound else "-"],
-                ["of which: inventory before the first wave", f"{inventory_s:.1f} s"],
-                [
-                    "of which: scan time beyond one window per wave",
-                    f"{sum(s1 - s0 for s0, s1, _ in scans) - args.window * len(scans):.1f} s",
-                ],
                 ["clusters changed (verified + partial)", f"{len(changed)}"],
                 [
-                    "orchestration overhead per changed cluster (disable_cluster wall - its operations), p50 / p95 / mean",
+                    "overhead per changed cluster (disable_cluster wall - its operations), p50 / p95 / mean",
                     f"{pct(overhead, 0.5):.2f} / {pct(overhead, 0.95):.2f} / {statistics.fmean(overhead) if overhead else 0:.2f} s",
                 ],
                 [
-                    "(makespan - bound) per changed cluster",
-                    f"{(makespan - total_bound) / max(1, len(changed)):.3f} s",
+                    "of which, mean per cluster: operation seen DONE late (send + polls), slot waits, the rest",
+                    f"{statistics.fmean(poll_over) if poll_over else 0:.2f} / "
+                    f"{statistics.fmean(slot_wait) if slot_wait else 0:.2f} / "
+                    f"{statistics.fmean(overhead) - statistics.fmean(poll_over) - statistics.fmean(slot_wait) if overhead else 0:.2f} s",
+                ],
+                [
+                    "operation seen DONE after its duration, p50 / p95",
+                    f"{pct(overshoots, 0.5):.3f} / {pct(overshoots, 0.95):.3f} s",
                 ],
                 ["planned changes on changed clusters", f"{planned_total}"],
                 [
@@ -423,7 +516,14 @@ def main() -> int:
                 ],
                 [
                     "mutating calls per changed cluster",
-                    f"{client_mutations / max(1, len(changed)):.2f} (plan: {planned_total / max(1, len(changed)):.2f})",
+                    f"{client_mutations / n:.2f} (plan: {planned_total / n:.2f})",
+                ],
+                [
+                    "reads per changed cluster: GetCluster / ListOperations / GetOperation",
+                    " / ".join(
+                        f"{r['calls'].get(m, 0) / n:.1f}"
+                        for m in ("GetCluster", "ListOperations", "GetOperation")
+                    ),
                 ],
                 ["API calls by method", json.dumps(r["calls"])],
                 ["outcomes", json.dumps(outcomes)],
