@@ -6,20 +6,28 @@ The simulator runs in its own process (`portcullis sim --fleet F --time-scale S`
 clean, 30% whose agents read port 10255 now or did before (their gate must block them). The rollout flow runs
 end to end with Prefect (`auto_approve=True`) in a child process, with three waves (canary 1 cluster, 10% at
 concurrency 10, the rest at 20), a small scan window, and the default bounds on operations in flight (20), per
-project (5) and per region (10). Poll interval: 5 s scaled (`rollout.operation_poll_seconds` = 5 x S). The
-wave scans read one node per pool (`scan.nodes_per_pool: 1`, `--nodes-per-pool 0` for every node): the gate needs
-every pool sampled, and bench/scan.py measures full scans; every node doubles the scan time here.
+project (5) and per region (10). Polling: the product defaults scaled like the operations
+(`rollout.operation_poll_seconds` = 5 x S, `operation_poll_max_seconds` = 30 x S). The wave scans read one node
+per pool (`scan.nodes_per_pool: 1`, `--nodes-per-pool 0` for every node): the gate needs every pool sampled, and
+bench/scan.py measures full scans; every node doubles the scan time here.
 
 The lower bound. Per wave w, with c_i the sum of cluster i's planned operation durations (x S; a cluster's
 operations run one after another) over the clusters whose gate passes:
 
-    LB_w = window + max( max_i c_i,  sum_i c_i / concurrency_w,  sum_i c_i / operations_in_flight,
-                         max_project sum c_i / operations_per_project,  max_region sum c_i / operations_per_region )
-           + soak_w (not after the last wave)
+    LB_w = max( max_i c_i,  sum_i c_i / concurrency_w,  sum_i c_i / operations_in_flight,
+                max_project sum c_i / operations_per_project,  max_region sum c_i / operations_per_region )
+           + soak_w (not after the last wave with clusters)
+    LB   = window + sum_w LB_w
 
-Each term is a bound no schedule can beat (the wave's scan cannot end before one window; a cluster's operations
-are sequential; at most that many clusters or operations at once), so the maximum is one too. The rollout's makespan
-is compared with sum_w LB_w; the initial inventory is reported but is overhead, not part of the bound.
+Each term is a bound no schedule can beat (a cluster's operations are sequential; at most that many clusters or
+operations at once; a wave starts after the soak of the one before), so the maximum is one too, and the waves'
+bounds add up. One scan window, not one per wave: no change can start before a verdict, and no verdict before one
+window, but a verdict stays good for gate.max_scan_age_seconds, so a schedule may scan a wave while the one before
+it still runs (the product does, when nobody approves in between). The initial inventory is overhead, not part of
+the bound. The report shows where makespan - bound goes: the inventory, each wave's wait for its first change
+beyond the bound's window, its change phase beyond its operations term, and the time after its last change beyond
+its soak (approval, report), with the per-cluster overhead split into operations seen DONE late, waits for an
+operation slot, and the rest (calls, verification, Prefect's task run).
 
 Checked: every cluster the plan changes gets exactly its planned levels, each sent once (client-side count of
 UpdateCluster/UpdateNodePool = planned changes = operations the simulator accepted); blocked clusters get none;
