@@ -25,7 +25,7 @@ from tasks.inventory import ClusterRecord
 from tasks.metrics import NodeReading, ProbeLog, increase
 from tasks.probe import Probe, ProbeError, has_real_workload
 from tasks.runtime import Runtime
-from tasks.state import Mode
+from tasks.state import Mode, gc_paused
 
 
 class Verdict(StrEnum):
@@ -375,10 +375,14 @@ class Scanner:
             if cluster.step_done():
                 complete(cluster)
 
-        for rec in records:
-            cluster = _ClusterScan(rec, ScanResult(rec.path, str(rec.state.mode), Verdict.ERROR))
-            work.submit(guarded(cluster, first), self._FIRST)
-        all_done.wait()
+        # Reading builds many short-lived objects (responses, pod lists) and few cycles, and every collection of
+        # the oldest generation scans the whole heap: with the collector paused the scan needs much less CPU
+        # (docs/BENCHMARKS.md, Scan); reference counting still frees, the collector runs again afterwards.
+        with gc_paused():
+            for rec in records:
+                cluster = _ClusterScan(rec, ScanResult(rec.path, str(rec.state.mode), Verdict.ERROR))
+                work.submit(guarded(cluster, first), self._FIRST)
+            all_done.wait()
 
     def _prepare(self, cluster: _ClusterScan) -> bool:
         """The cluster's client and the nodes to read; False when the cluster cannot be read (result final)."""
