@@ -6,13 +6,20 @@ one bad project never stops the others.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import grpc
 from google.api_core import exceptions as gexc
+from google.api_core import grpc_helpers
+from google.api_core.gapic_v1 import routing_header
 from google.cloud import container_v1, resourcemanager_v3
+from google.cloud.container_v1.services.cluster_manager.transports.base import (
+    DEFAULT_CLIENT_INFO as CONTAINER_CLIENT_INFO,
+)
 
 from config.schema import Scope
 from tasks.clients import Clients
@@ -218,15 +225,55 @@ class ProjectClusters:
     findings: list[Finding]
 
 
+_LIST_CLUSTERS = "/google.container.v1.ClusterManager/ListClusters"
+_raw_list_clusters_stubs: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()
+
+
+def _raw_list_clusters(client: container_v1.ClusterManagerClient) -> Callable[..., Any]:
+    """ListClusters on the client's own gRPC channel, answering the raw protobuf `ListClustersResponse`.
+
+    What the generated method sends (the request, the routing and client headers, the timeout) and how it fails
+    (`grpc_helpers.wrap_errors`, the same `GoogleAPICallError`s), without its per-call wrapping layers and the
+    proto-plus request and response: ~0.2 ms of CPU less per call. A client without a gRPC channel (another
+    transport) gets the generated method, read raw.
+    """
+    transport = client.transport
+    stub = _raw_list_clusters_stubs.get(transport)
+    if stub is not None:
+        return stub
+    channel = getattr(transport, "grpc_channel", None)
+    if not isinstance(channel, grpc.Channel):
+
+        def generated(parent: str, **kwargs: Any) -> Any:
+            return container_v1.ListClustersResponse.pb(client.list_clusters(parent=parent, **kwargs))
+
+        stub = generated
+    else:
+        request_type = container_v1.ListClustersRequest.pb()
+        call = grpc_helpers.wrap_errors(
+            channel.unary_unary(
+                _LIST_CLUSTERS,
+                request_serializer=request_type.SerializeToString,
+                response_deserializer=container_v1.ListClustersResponse.pb().FromString,
+            )
+        )
+        client_header = CONTAINER_CLIENT_INFO.to_grpc_metadata()
+
+        def raw(parent: str, retry: object = None, timeout: float | None = None) -> Any:
+            metadata = (client_header, routing_header.to_grpc_metadata((("parent", parent),)))
+            return call(request_type(parent=parent), timeout=timeout, metadata=metadata)
+
+        stub = raw
+    _raw_list_clusters_stubs[transport] = stub
+    return stub
+
+
 def list_project_clusters(project: Project, clients: Clients, caller: Caller) -> ProjectClusters:
     scope = f"projects/{project.project_id}"
     try:
-        resp: container_v1.ListClustersResponse = caller.call(
-            clients.container.list_clusters, parent=f"{scope}/locations/-"
-        )
+        raw = caller.call(_raw_list_clusters(clients.container), f"{scope}/locations/-")
     except gexc.GoogleAPICallError as exc:
         return ProjectClusters(project, [], [finding_for(scope, exc)])
-    raw = container_v1.ListClustersResponse.pb(resp)  # read raw: proto-plus would wrap every cluster again
     findings = []
     if raw.missing_zones:
         zones = ", ".join(raw.missing_zones)

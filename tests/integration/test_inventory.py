@@ -193,6 +193,70 @@ def test_pipelined_discovery_gives_the_two_step_answer(make_sim, write_config, c
             ]
 
 
+def test_list_clusters_errors_and_retries_as_the_generated_client(make_sim, write_config) -> None:
+    """ListClusters goes straight to the channel: same answer, same errors (details too), retried the same way."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import container_v1
+
+    from tasks.discovery import _raw_list_clusters
+    from tasks.retry import server_retry_delay
+
+    sim = make_sim(FLEET)
+    rt = runtime(write_config(sim))
+    try:
+        raw = _raw_list_clusters(rt.clients.container)
+        for parent in ("projects/alpha-prod/locations/-", "projects/eps-zones/locations/-"):
+            generated = rt.clients.container.list_clusters(parent=parent, retry=None)
+            assert raw(parent, timeout=10) == container_v1.ListClustersResponse.pb(generated)
+        for project, error in (
+            ("gamma-denied", gexc.PermissionDenied),
+            ("delta-noapi", gexc.PermissionDenied),
+        ):
+            with pytest.raises(error) as got:
+                raw(f"projects/{project}/locations/-", timeout=10)
+            with pytest.raises(error) as want:
+                rt.clients.container.list_clusters(parent=f"projects/{project}/locations/-", retry=None)
+            assert got.value.message == want.value.message and got.value.reason == want.value.reason
+    finally:
+        rt.close()
+
+    quota = make_sim({**FLEET, "faults": {"quota_per_minute": 1}})
+    rt = runtime(write_config(quota))
+    try:
+        raw = _raw_list_clusters(rt.clients.container)
+        raw("projects/alpha-prod/locations/-", timeout=10)
+        with pytest.raises(gexc.ResourceExhausted) as exhausted:
+            raw("projects/alpha-prod/locations/-", timeout=10)
+        assert 50 < server_retry_delay(exhausted.value) <= 60, "the server's RetryInfo is kept"
+    finally:
+        rt.close()
+
+    flaky = make_sim(
+        {
+            **FLEET,
+            "faults": {**FLEET["faults"], "seed": 3, "error_rates": {"ListClusters": {"UNAVAILABLE": 0.4}}},
+        }
+    )
+    limits = {"backoff_initial_seconds": 0.01, "backoff_max_seconds": 0.05, "max_attempts": 10}
+    rt = runtime(write_config(flaky, "flaky.yaml", limits=limits))
+    try:
+        listed, findings = discover_clusters(rt.config.scope, rt.clients, rt.caller, 4)
+        retries = rt.caller.retries
+    finally:
+        rt.close()
+    assert flaky.fleet.faults.injected["ListClusters:UNAVAILABLE"] > 0
+    assert retries == flaky.fleet.faults.injected["ListClusters:UNAVAILABLE"]
+    assert sorted(c.name for pc in listed for c in pc.clusters) == sorted(
+        r.state.name for r in inventory(write_config(sim)).records
+    )
+    assert sorted(f.kind for pc in listed for f in pc.findings) == [
+        "api_disabled",
+        "missing_zones",
+        "permission_denied",
+    ]
+    assert findings == []
+
+
 def test_cluster_filter_reports_unknown_paths(make_sim, write_config) -> None:
     sim = make_sim(FLEET)
     wanted = [path("alpha-prod", "fresh"), path("alpha-prod", "nope")]
