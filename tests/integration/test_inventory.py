@@ -150,6 +150,7 @@ def test_pipelined_discovery_gives_the_two_step_answer(make_sim, write_config, c
         },  # overlaps, named ids
         {"project_labels": {"env": "dev"}},
         {"exclude_projects": ["alpha-prod", "delta-noapi"]},
+        {"organization": None, "projects": ["beta-dev", "nope-missing"]},  # named projects only
     ]
     for i, scope in enumerate(scopes):
         config = write_config(sim, f"c{i}.yaml", scope=scope, limits={"concurrency": concurrency})
