@@ -78,12 +78,12 @@ class OperationSlots:
 class Durations:
     """How long GKE's operations take, learned during the run: per kind of operation and number of nodes it
     recreates, the shortest time seen from the call's answer to DONE (on our own clock: GKE's start and end times
-    need not be on it, and a simulator's are in simulated time). The next such operation is first polled at 90%
+    need not be on it, and a simulator's are in simulated time). The next such operation is first polled at 95%
     of that, then with the usual backoff: fewer GetOperation calls, and its end is seen sooner. A time seen is
     never shorter than the operation took, so the first look is before the end unless this one is quicker by
-    more than a tenth. Nothing is known before the first operation of a kind ends."""
+    more than a twentieth. Nothing is known before the first operation of a kind ends."""
 
-    EARLY = 0.9
+    EARLY = 0.95
 
     def __init__(self) -> None:
         self._shortest: dict[tuple[str, int], float] = {}
@@ -91,7 +91,7 @@ class Durations:
 
     def expect(self, kind: str, nodes: int) -> float | None:
         """When to look first: the longest of the shortest times seen for this kind with at most this many
-        nodes (an operation recreating more nodes takes no less), less a tenth."""
+        nodes (an operation recreating more nodes takes no less), less a twentieth."""
         with self._lock:
             seen = [d for (k, n), d in self._shortest.items() if k == kind and n <= nodes]
         return self.EARLY * max(seen) if seen else None
@@ -167,11 +167,15 @@ class Applier:
 
     def wait(self, op_name: str, expect: float | None = None) -> container_v1.Operation:
         """Poll an operation until DONE, backing off, until the per-operation timeout. `expect`: seconds it
-        is unlikely to be done before (`Durations`): the first look is then, not sooner."""
-        deadline = time.monotonic() + self.cfg.operation_timeout_seconds
+        is unlikely to be done before (`Durations`): the first look is then, and the next ones every
+        `operation_poll_seconds` while it is due (up to a fifth past `expect`), backing off only after that."""
+        start = time.monotonic()
+        deadline = start + self.cfg.operation_timeout_seconds
         delay = self.cfg.operation_poll_seconds
+        due_until = start
         if expect and expect > delay:
             self.sleep(min(expect, self.cfg.operation_timeout_seconds))
+            due_until = start + 1.2 * expect
         while True:
             op = self.rt.caller.call(self.rt.clients.container.get_operation, name=op_name)
             if op.status == DONE:
@@ -179,9 +183,10 @@ class Applier:
             if time.monotonic() + delay > deadline:
                 raise OperationTimeout(op_name)
             self.sleep(delay)
-            delay = min(
-                delay * 1.5, max(self.cfg.operation_poll_seconds, self.cfg.operation_poll_max_seconds)
-            )
+            if time.monotonic() > due_until:
+                delay = min(
+                    delay * 1.5, max(self.cfg.operation_poll_seconds, self.cfg.operation_poll_max_seconds)
+                )
 
     def settle(self, path: str) -> None:
         for name in self.running_operations(path):

@@ -17,8 +17,8 @@ def test_first_look_is_just_before_the_shortest_seen_and_never_after_a_smaller_o
     d.learn("UpdateNodePool", 3, 120.0, DONE)
     d.learn("UpdateNodePool", 1, 90.0, DONE)
     d.learn("UpdateNodePool", 5, 10.0, FAILED)  # a failed operation says nothing about a good one
-    assert d.expect("UpdateNodePool", 3) == 0.9 * 120.0  # the shortest with 3 nodes, less a tenth
-    assert d.expect("UpdateNodePool", 2) == 0.9 * 90.0  # only what at most 2 nodes took
-    assert d.expect("UpdateNodePool", 10) == 0.9 * 120.0
+    assert d.expect("UpdateNodePool", 3) == 0.95 * 120.0  # the shortest with 3 nodes, less a twentieth
+    assert d.expect("UpdateNodePool", 2) == 0.95 * 90.0  # only what at most 2 nodes took
+    assert d.expect("UpdateNodePool", 10) == 0.95 * 120.0
     assert d.expect("UpdateNodePool", 0) is None
     assert d.expect("UpdateCluster/cluster_default", 0) is None  # kinds are apart
