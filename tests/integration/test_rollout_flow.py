@@ -255,3 +255,38 @@ def test_failure_budget_stops_starting_clusters_within_the_wave(make_sim, write_
         "halted" in c["reason"] and "before this cluster's turn" in c["reason"] for c in skipped
     )
     assert len(mutations(sim)) == 1, "nothing was sent after the failure"
+
+
+def test_wave_concurrency_bounds_clusters_changing_at_once(make_sim, write_config, prefect_api) -> None:
+    """More workers than `concurrency` gate and book-keep, but never more clusters than that change at once
+    (judged from the simulator's journal: each cluster's span from its first operation to its last's end)."""
+    from flows.rollout import rollout_flow
+
+    fleet = {
+        "organization": "666666666666",
+        "timings": {"update_cluster": 20, "update_node_pool": 20, "per_node": 10},
+        "projects": [
+            {
+                "id": "conc",
+                "clusters": [{"name": f"c{i}", "pools": [{"name": "a", "nodes": 1}]} for i in range(8)],
+            }
+        ],
+    }
+    sim = make_sim(fleet, time_scale=0.005)
+    waves = [{"name": "all", "select": {"all": True}, "concurrency": 2}]
+    cfg = write_config(sim, rollout={**ROLLOUT, "waves": waves}, scan={"window_seconds": 0.3})
+    report = rollout_flow(str(cfg), auto_approve=True)
+    assert {c["outcome"] for c in report["clusters"]} == {"verified"}
+    ends = {o.msg.name: o.end_at for o in sim.fleet.operations.values()}
+    spans: dict[str, list[float]] = {}
+    for e in mutations(sim):
+        op = e.result.split()[-1]
+        cluster = e.target.split("/nodePools/")[0]
+        first, last = spans.get(cluster, [e.at, ends[op]])
+        spans[cluster] = [min(first, e.at), max(last, ends[op])]
+    points = sorted([(a, 1) for a, _ in spans.values()] + [(b, -1) for _, b in spans.values()])
+    at_once, most = 0, 0
+    for _, step in points:  # an end sorts before a start at the same instant
+        at_once += step
+        most = max(most, at_once)
+    assert most == 2, spans
