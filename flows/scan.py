@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.inventory import collect_inventory, publish_inventory
 from tasks import artifacts, live, progress
 from tasks.inventory import ClusterRecord, InventoryOutcome
-from tasks.report import write_json
+from tasks.report import count_by, write_json
 from tasks.runtime import runtime_for
 from tasks.scan import Scanner, ScanResult, gate_decision
 
@@ -78,9 +78,7 @@ def scan_flow(
         live.begin("scan", [(r.path, str(r.state.mode)) for r in targets])
         results = scan_records(config_path, targets)
     rows = scan_rows(results, config_path)
-    counts = {"verdict": {}}
-    for row in rows:
-        counts["verdict"][row["verdict"]] = counts["verdict"].get(row["verdict"], 0) + 1
+    counts = {"verdict": count_by(rows, "verdict")}
     artifacts.table(
         "scan-verdicts",
         [{k: row[k] for k in ("cluster", "mode", "verdict", "gate_passes", "reasons")} for row in rows],
