@@ -71,7 +71,7 @@ def rollback_flow(
         "kind": "rollback",
         "dry_run": dry_run,
         "ok": not inv.findings and all(r.outcome in GOAL for r in runs),
-        "summary": {"clusters": len(runs), "outcome": count_by((r.to_json() for r in runs), "outcome")},
+        "summary": {"clusters": len(runs), "outcome": count_by(r.outcome for r in runs)},
         "clusters": [r.to_json() for r in runs],
         "errors": [f.to_json() for f in inv.findings],
     }

@@ -78,7 +78,7 @@ def scan_flow(
         live.begin("scan", [(r.path, str(r.state.mode)) for r in targets])
         results = scan_records(config_path, targets)
     rows = scan_rows(results, config_path)
-    counts = {"verdict": count_by(rows, "verdict")}
+    counts = {"verdict": count_by(row["verdict"] for row in rows)}
     artifacts.table(
         "scan-verdicts",
         [{k: row[k] for k in ("cluster", "mode", "verdict", "gate_passes", "reasons")} for row in rows],

@@ -33,7 +33,7 @@ def verify_flow(
                 "reasons": v.reasons,
             }
         )
-    counts = count_by(rows, "outcome")
+    counts = count_by(row["outcome"] for row in rows)
     artifacts.table("verify-clusters", rows, "Port state per cluster (verification only)")
     artifacts.markdown("verify-summary", artifacts.summary_markdown("Verification", {"outcome": counts}))
     report = {

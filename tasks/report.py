@@ -29,9 +29,9 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     return path
 
 
-def count_by(rows: Iterable[Mapping[str, Any]], key: str) -> dict[str, int]:
-    """How many rows have each value of `key` (an outcome, a verdict): the summaries' and artifacts' counts."""
-    return dict(Counter(str(row[key]) for row in rows))
+def count_by(values: Iterable[Any]) -> dict[str, int]:
+    """How many times each value (an outcome, a verdict) occurs: the summaries' and artifacts' counts."""
+    return dict(Counter(str(v) for v in values))
 
 
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], columns: list[str]) -> Path:
