@@ -199,12 +199,16 @@ def test_scale_server_settings_are_all_known_to_prefect() -> None:
         if line and not line.startswith("#")
     ]
     assert "PREFECT_API_DATABASE_CONNECTION_URL" in keys and "PREFECT_MESSAGING_BROKER" in keys
-    from prefect_redis.messaging import RedisMessagingConsumerSettings
+    from prefect_redis.messaging import RedisMessagingConsumerSettings, RedisMessagingPublisherSettings
 
-    consumer_fields = {f.upper() for f in RedisMessagingConsumerSettings.model_fields}
+    sections = {  # prefect-redis's own settings classes, by environment prefix
+        "PREFECT_REDIS_MESSAGING_CONSUMER_": RedisMessagingConsumerSettings,
+        "PREFECT_REDIS_MESSAGING_PUBLISHER_": RedisMessagingPublisherSettings,
+    }
     for key in keys:
-        if key.startswith("PREFECT_REDIS_MESSAGING_CONSUMER_"):
-            assert key.removeprefix("PREFECT_REDIS_MESSAGING_CONSUMER_") in consumer_fields, key
+        prefix = next((p for p in sections if key.startswith(p)), None)
+        if prefix:
+            assert key.removeprefix(prefix).lower() in sections[prefix].model_fields, key
         elif key.startswith("PREFECT_REDIS_MESSAGING_"):
             assert key.removeprefix("PREFECT_REDIS_MESSAGING_") in redis_fields, key
         else:
