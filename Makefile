@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The demo fleet has clusters that must stay blocked (in use, too old) and projects that error, by design, so
+# `portcullis demo` exits 1 as the exit-status convention says; a run that ended without its report fails here.
 demo: install
-	$(VENV)/bin/portcullis demo
+	@rm -f reports/demo/rollout.json
+	@$(VENV)/bin/portcullis demo; status=$$?; \
+	if [ $$status -eq 1 ] && [ -s reports/demo/rollout.json ]; then \
+		echo "make demo: done (portcullis exited 1: the demo fleet's blocked clusters and erroring projects are there by design)"; \
+	else exit $$status; fi
 
 test: install
 	$(VENV)/bin/ruff check .
