@@ -305,11 +305,6 @@ def list_clusters(
     return results
 
 
-def matches_filter(path: str, wanted: Iterable[str] | None) -> bool:
-    wanted = list(wanted or [])
-    return not wanted or path in wanted
-
-
 def discover_clusters(
     scope: Scope,
     clients: Clients,

@@ -124,7 +124,3 @@ class Inventory:
                 "clusters": [r.to_json() for r in self.records],
                 "errors": [f.to_json() for f in self.findings],
             }
-
-    @property
-    def all_compliant(self) -> bool:
-        return not self.findings and all(r.outcome is InventoryOutcome.COMPLIANT for r in self.records)

@@ -114,11 +114,3 @@ def runtime_for(config_path: str) -> Runtime:
         if key not in _cache:
             _cache[key] = Runtime.build(load_config(path))
         return _cache[key]
-
-
-def reset_runtimes() -> None:
-    """Forget cached runtimes (a new run should start with a fresh retry budget)."""
-    with _lock:
-        for rt in _cache.values():
-            rt.close()
-        _cache.clear()
