@@ -80,6 +80,8 @@ class KubeServer:
             key.write_bytes(pair.key_pem)
             self._ctx.load_cert_chain(cert, key)
         self.metrics_bytes = metrics_bytes
+        self.compress_metrics = True  # False: answer /metrics uncompressed even when asked for gzip
+        self.connections_accepted = 0  # TLS connections set up by clients, over the server's life
         self._payload: MetricsPayload | None = None  # built on the first /metrics read
         self._payload_lock = threading.Lock()
         self.port: int | None = None

@@ -60,6 +60,7 @@ class _HTTPServer(ThreadingHTTPServer):
             return
         with self._conns_lock:
             self._conns.add(tls)
+            self.kube.connections_accepted += 1
         try:
             self.RequestHandlerClass(tls, client_address, self)
         except (ssl.SSLError, OSError):
@@ -358,12 +359,13 @@ class _Handler(BaseHTTPRequestHandler):
             with fleet.lock:
                 node.readwrite_reads += 1  # the kubelet counts this request before it answers
                 now = fleet.now()
-                parts = payload.parts(
+                gzip = kube.compress_metrics and _accepts_gzip(self.headers.get("Accept-Encoding", ""))
+                parts = (payload.gzip_parts if gzip else payload.parts)(
                     node.name,
                     readwrite_counts(now - node.booted_at, node.readwrite_reads),
                     node.readonly_counts(now),
                 )
-            return self._stream(parts, MetricsPayload.CONTENT_TYPE)
+            return self._stream(parts, MetricsPayload.CONTENT_TYPE, "gzip" if gzip else None)
         if path == "configz":
             with fleet.lock:
                 overrides = _kubelet_overrides(cluster, node)
@@ -386,9 +388,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
         return False
 
-    def _stream(self, parts: list[bytes], content_type: str) -> None:
+    def _stream(self, parts: list[bytes], content_type: str, encoding: str | None = None) -> None:
         self.send_response(200)
         self.send_header("Content-Type", content_type)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.send_header("Vary", "Accept-Encoding")
         self.send_header("Content-Length", str(sum(len(p) for p in parts)))
         self._write_with_headers(b"")
         write = self.wfile.write
@@ -399,6 +404,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # ----- helpers --------------------------------------------------------------------------------------------------
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Does an Accept-Encoding header take gzip (listed without q=0)?"""
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            q = params.strip().lower().replace(" ", "")
+            return not q.startswith("q=") or q[2:] not in ("0", "0.", "0.0", "0.00", "0.000")
+    return False
 
 
 def _int(value: str | None) -> int | None:

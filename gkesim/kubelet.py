@@ -5,6 +5,10 @@ realistic size (a busy node's payload is several MB) with per-container series u
 Families are ordered by name, as the Go Prometheus client writes them, so `kubelet_http_requests_total` lands inside
 the payload, neither at its start nor at its end. Everything except that family and `kubelet_node_name` is built
 once; a request costs only the few dynamic lines.
+
+Asked for gzip (`Accept-Encoding: gzip`, as Prometheus asks), the kubelet compresses /metrics. Here the body is then
+a series of gzip members (RFC 1952 allows it; Go, urllib3 and zlib readers take it): the static parts compressed
+once, the dynamic lines per request. A real kubelet sends one member; the bytes after decompression are the same.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import math
 import random
 import re
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -240,6 +245,11 @@ def _build_blocks(pods: int, seed: int) -> dict[str, str]:
     return families
 
 
+def gzip_member(data: bytes, level: int) -> bytes:
+    """One gzip member holding `data` (nothing for no data)."""
+    return zlib.compress(data, level, wbits=zlib.MAX_WBITS | 16) if data else b""
+
+
 class MetricsPayload:
     """A kubelet /metrics body of about `target_bytes`: static bytes computed once, dynamic lines per request.
 
@@ -273,6 +283,7 @@ class MetricsPayload:
             else:
                 chunks[slot].append(blocks[name])
         self._static = tuple("".join(c).encode() for c in chunks)
+        self._static_gzip = tuple(gzip_member(s, 6) for s in self._static)
         self.static_bytes = sum(len(s) for s in self._static)
 
     def dynamic_family(self, readwrite: dict[str, int], readonly: dict[str, int]) -> bytes:
@@ -288,6 +299,12 @@ class MetricsPayload:
             node,
             self._static[2],
         ]
+
+    def gzip_parts(self, node_name: str, readwrite: dict[str, int], readonly: dict[str, int]) -> list[bytes]:
+        """`parts` as gzip members (Content-Encoding: gzip), only the two dynamic ones compressed per request."""
+        _, family, _, node, _ = self.parts(node_name, readwrite, readonly)
+        first, middle, last = self._static_gzip
+        return [first, gzip_member(family, 1), middle, gzip_member(node, 1), last]
 
     def render(self, node_name: str, readwrite: dict[str, int], readonly: dict[str, int]) -> bytes:
         return b"".join(self.parts(node_name, readwrite, readonly))

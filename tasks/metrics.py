@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "METRIC",
     "FilterResult",
+    "GzipError",
     "MetricsFormatError",
     "NodeReading",
     "PayloadProblem",
@@ -34,6 +36,7 @@ __all__ = [
     "RequestKey",
     "Usage",
     "filter_request_lines",
+    "gunzip",
     "increase",
     "parse_probe_log_lines",
     "parse_request_counts",
@@ -115,14 +118,18 @@ def _may_be_family(prefix: bytes) -> bool:
     return False
 
 
-def _scan(buf: bytes, start: int, end: int, kept: list[bytes]) -> int:
-    """Keep the family's lines in buf[start:end] (whole lines, ending with a newline); return samples kept."""
+def _scan(buf: bytes, start: int, end: int, kept: list[bytes]) -> tuple[int, int]:
+    """Keep the family's lines in buf[start:end] (whole lines, ending with a newline).
+
+    Returns the samples kept and where the last kept line ends (-1 if none was kept).
+    """
     samples = 0
+    last = -1
     pos = start
     while True:
         hit = buf.find(_NAME, pos, end)
         if hit < 0:
-            return samples
+            return samples, last
         nl = buf.rfind(b"\n", start, hit)
         line_start = start if nl < 0 else nl + 1
         line_end = buf.find(b"\n", hit, end)
@@ -131,10 +138,37 @@ def _scan(buf: bytes, start: int, end: int, kept: list[bytes]) -> int:
         if kind:
             kept.append(line.rstrip(b"\r"))
             samples += kind == 2
+            last = line_end + 1
         pos = line_end + 1
 
 
-def filter_request_lines(chunks: Iterable[bytes], max_bytes: int | None = DEFAULT_MAX_BYTES) -> FilterResult:
+class _Family:
+    """Where the stream stands relative to the family's block: seen it, and is it over?
+
+    The text format keeps a family's lines together (the Go client writes families one after another), so
+    once a whole line that is not the family follows the family's lines, the rest cannot hold any of them.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.ended = False
+
+    def region(self, start: int, end: int, last_kept: int) -> None:
+        """Whole lines buf[start:end] were scanned; `last_kept` is where the last kept one ends (-1: none)."""
+        if last_kept >= 0:
+            self.seen = True
+            self.ended = last_kept < end
+        elif end > start:
+            self.ended = self.seen
+
+    def foreign_line(self) -> None:
+        """A line that cannot be the family's (too long and starting otherwise)."""
+        self.ended = self.seen
+
+
+def filter_request_lines(
+    chunks: Iterable[bytes], max_bytes: int | None = DEFAULT_MAX_BYTES, stop_after_family: bool = False
+) -> FilterResult:
     """Stream a kubelet /metrics response and keep only the kubelet_http_requests_total lines.
 
     Lines may be split anywhere across chunks. Memory stays bounded by the kept lines plus one partial
@@ -142,6 +176,8 @@ def filter_request_lines(chunks: Iterable[bytes], max_bytes: int | None = DEFAUL
     they are foreign. A last line without a newline means the stream was cut: it is dropped (its value
     could be cut too) and the result says TRUNCATED. Past `max_bytes` (None: no limit) reading stops
     with TOO_LARGE and the lines kept so far, so a hostile 100 MB payload costs at most `max_bytes`.
+    With `stop_after_family`, reading stops at the first whole line after the family's block (the family
+    sits ~9% into a kubelet's payload): the rest is left in `chunks` for the caller to drain or drop.
     """
     kept: list[bytes] = []
     pending: list[bytes] = []  # start of the current line, if it may be a family line
@@ -149,6 +185,14 @@ def filter_request_lines(chunks: Iterable[bytes], max_bytes: int | None = DEFAUL
     skipping = False  # inside a foreign line whose newline has not arrived yet
     samples = 0
     total = 0
+    family = _Family()
+
+    def scan(buf: bytes, start: int, end: int) -> None:
+        nonlocal samples
+        found, last = _scan(buf, start, end, kept)
+        samples += found
+        family.region(start, end, last)
+
     for chunk in chunks:
         if not chunk:
             continue
@@ -163,21 +207,27 @@ def filter_request_lines(chunks: Iterable[bytes], max_bytes: int | None = DEFAUL
                 pending_len += len(chunk)
                 if pending_len >= _DECIDE_LEN and not _may_be_family(b"".join(pending)[:_DECIDE_LEN]):
                     pending, pending_len, skipping = [], 0, True
+                    family.foreign_line()
+            if stop_after_family and family.ended:
+                return FilterResult(_join(kept), samples, total)
             continue
         if skipping:
             skipping = False
         elif pending:
             pending.append(chunk[: first_nl + 1])
             head = b"".join(pending)
-            samples += _scan(head, 0, len(head), kept)
+            scan(head, 0, len(head))
         else:
-            samples += _scan(chunk, 0, first_nl + 1, kept)
+            scan(chunk, 0, first_nl + 1)
         last_nl = chunk.rfind(b"\n")
-        samples += _scan(chunk, first_nl + 1, last_nl + 1, kept)
+        scan(chunk, first_nl + 1, last_nl + 1)
         tail = chunk[last_nl + 1 :]
         pending, pending_len = ([tail], len(tail)) if tail else ([], 0)
         if pending_len >= _DECIDE_LEN and not _may_be_family(tail[:_DECIDE_LEN]):
             pending, pending_len, skipping = [], 0, True
+            family.foreign_line()
+        if stop_after_family and family.ended:
+            return FilterResult(_join(kept), samples, total)
     if total == 0:
         problem: PayloadProblem | None = PayloadProblem.EMPTY
     elif pending or skipping:
@@ -185,6 +235,41 @@ def filter_request_lines(chunks: Iterable[bytes], max_bytes: int | None = DEFAUL
     else:
         problem = None
     return FilterResult(_join(kept), samples, total, problem)
+
+
+class GzipError(ValueError):
+    """A gzip-encoded body that does not decompress: corrupt, or cut off inside a member."""
+
+
+def gunzip(chunks: Iterable[bytes], piece: int = 256 * 1024) -> Iterator[bytes]:
+    """Decompress a gzip body (one member or a series, RFC 1952) lazily, at most `piece` bytes at a time.
+
+    Lazily, so a reader that stops early (`stop_after_family`) never inflates the rest; in bounded pieces, so
+    a small hostile body cannot expand into one huge chunk before `max_bytes` is checked.
+    """
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    fed = False  # the current member has had input
+    try:
+        for chunk in chunks:
+            data = bytes(chunk)
+            while data:
+                fed = True
+                out = inflater.decompress(data, piece)
+                if out:
+                    yield out
+                while len(out) == piece:  # more output may wait inside zlib for the same input
+                    out = inflater.decompress(inflater.unconsumed_tail, piece)
+                    if out:
+                        yield out
+                if inflater.eof:
+                    data = inflater.unused_data
+                    inflater, fed = zlib.decompressobj(zlib.MAX_WBITS | 16), False
+                else:
+                    data = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise GzipError(f"the gzip-encoded body does not decompress: {exc}") from exc
+    if fed:
+        raise GzipError("the gzip-encoded body ends inside a member")
 
 
 def _join(lines: list[bytes]) -> str:
@@ -292,9 +377,11 @@ def reading_from_filter(result: FilterResult) -> NodeReading:
     return reading_from_counts(counts, result.family_present, "; ".join(errors) or None)
 
 
-def read_node_metrics(chunks: Iterable[bytes], max_bytes: int | None = DEFAULT_MAX_BYTES) -> NodeReading:
+def read_node_metrics(
+    chunks: Iterable[bytes], max_bytes: int | None = DEFAULT_MAX_BYTES, stop_after_family: bool = False
+) -> NodeReading:
     """Filter then parse a streamed /metrics response: the one call a scan task needs per node."""
-    return reading_from_filter(filter_request_lines(chunks, max_bytes))
+    return reading_from_filter(filter_request_lines(chunks, max_bytes, stop_after_family))
 
 
 @dataclass(frozen=True)

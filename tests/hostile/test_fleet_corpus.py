@@ -8,12 +8,13 @@ usual, which shows the bad inputs did not stop the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from gkesim.kubelet import family_lines, readwrite_counts
+from gkesim.kubelet import family_lines, gzip_member, readwrite_counts
 from gkesim.kubestore import KubeStore
 from gkesim.spec import FleetSpec
 from tests.chaos.harness import MUTATIONS, portcullis_config, probe_objects
@@ -53,6 +54,9 @@ FLEET = {
                 _std("trunc-text"),
                 _std("trunc-conn"),
                 _std("huge"),
+                _std("huge-after"),
+                _std("gzip-corrupt"),
+                _std("gzip-bomb"),
                 _std("notprom-html"),
                 _std("notprom-binary"),
                 _std("escapes-ro"),
@@ -77,8 +81,8 @@ def path(name: str, project: str = P) -> str:
 # ----- what the bad kubelets and probe pods send -----------------------------------------------------------------
 
 
-class _CutAfterHalf(list):
-    """Parts whose Content-Length is the whole, but the connection drops after half of the first part."""
+class _CutAfterFirst(list):
+    """Parts whose Content-Length is the whole, but the connection drops after the first part."""
 
     def __init__(self, parts: list[bytes]) -> None:
         super().__init__(parts)
@@ -91,8 +95,7 @@ class _CutAfterHalf(list):
         return self._cut()
 
     def _cut(self) -> Iterator[bytes]:
-        first = bytes(self[0])
-        yield first[: len(first) // 2]
+        yield self[0]
         raise ConnectionResetError("kubelet went away")
 
 
@@ -117,23 +120,45 @@ ESCAPED_READWRITE = (
 )
 
 
-def hostile_parts(real: list[bytes], node: str) -> list[bytes] | None:
+def _plain(part: bytes) -> bytes:
+    return part
+
+
+def _gzip(part: bytes) -> bytes:
+    return gzip_member(part, 1)
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    return gzip_member(b"x" * (64 * 1024 * 1024), 9)
+
+
+def hostile_parts(
+    real: list[bytes], node: str, encode: Callable[[bytes], bytes] = _plain
+) -> list[bytes] | None:
+    """What a bad kubelet sends instead of `real`, each part encoded (plain, or as a gzip member)."""
     whole = b"".join(bytes(p) for p in real)
+    family = whole.find(b"kubelet_http_requests_total{")
     if "-trunc-text-" in node:
-        cut = whole.find(b"kubelet_http_requests_total{") + 40
-        return [whole[:cut]]  # ends mid-line, inside the family
-    if "-trunc-conn-" in node:
-        return _CutAfterHalf([whole])
-    if "-huge-" in node:
-        return [whole] + [FILLER] * (HUGE // len(FILLER) + 1)
+        return [encode(whole[: family + 40])]  # ends mid-line, inside the family
+    if "-trunc-conn-" in node:  # dropped before the family's block ends
+        return _CutAfterFirst([encode(whole[: family + 40]), encode(whole[family + 40 :])])
+    if "-huge-after-" in node:  # the family first: the read stops after it, the 100 MB are never read
+        return [encode(whole)] + [encode(FILLER)] * (HUGE // len(FILLER) + 1)
+    if "-huge-" in node:  # 100 MB of families that sort before it (a kubelet with very many containers)
+        return [encode(FILLER)] * (HUGE // len(FILLER) + 1) + [encode(whole)]
     if "-notprom-html-" in node:
-        return [b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n"]
+        return [encode(b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n")]
     if "-notprom-binary-" in node:
-        return [bytes(range(256)) * 64 + b"\x00kubelet_http_requests_total\xff\xfe\n"]
+        return [encode(bytes(range(256)) * 64 + b"\x00kubelet_http_requests_total\xff\xfe\n")]
     if "-escapes-ro-" in node:
-        return [FILLER[:5000], ESCAPED_READONLY.encode()]
+        return [encode(FILLER[:5000]), encode(ESCAPED_READONLY.encode())]
     if "-escapes-rw-" in node:
-        return [FILLER[:5000], ESCAPED_READWRITE.encode()]
+        return [encode(FILLER[:5000]), encode(ESCAPED_READWRITE.encode())]
+    if encode is _gzip and "-gzip-corrupt-" in node:  # says gzip, is not
+        return [b"\x1f\x8b\x08\x00" + whole[:5000]]
+    if encode is _gzip and "-gzip-bomb-" in node:  # 65 KB on the wire, 64 MB of one line inflated
+        return [_gzip_bomb()]
     return None
 
 
@@ -144,6 +169,10 @@ class HostilePayload:
     def parts(self, node: str, readwrite: dict[str, int], readonly: dict[str, int]) -> list[bytes]:
         parts = self.real.parts(node, readwrite, readonly)
         return hostile_parts(parts, node) or parts
+
+    def gzip_parts(self, node: str, readwrite: dict[str, int], readonly: dict[str, int]) -> list[bytes]:
+        bad = hostile_parts(self.real.parts(node, readwrite, readonly), node, _gzip)
+        return bad or self.real.gzip_parts(node, readwrite, readonly)
 
 
 GARBAGE = [
@@ -268,6 +297,8 @@ def test_ca_that_does_not_match_the_server_is_inconclusive(outcome) -> None:
         ("trunc-text", "cut off mid-line"),
         ("trunc-conn", "/metrics"),
         ("huge", "larger than the limit"),
+        ("gzip-corrupt", "does not decompress"),
+        ("gzip-bomb", "larger than the limit"),
         ("notprom-html", "no kubelet_http_requests_total family"),
         ("notprom-binary", "inconclusive"),
     ],
@@ -280,6 +311,12 @@ def test_huge_payload_is_not_read_past_the_limit(outcome) -> None:
     reasons = " ".join(outcome["rows"][path("huge")]["scan"]["reasons"])
     stopped = int(reasons.split("stopped after ")[1].split(" bytes")[0])
     assert 16 * 1024 * 1024 < stopped < 17 * 1024 * 1024 < HUGE
+
+
+def test_huge_payload_after_the_family_is_not_read(outcome) -> None:
+    """Families are written whole and in order, so the reading is complete once the family's block has ended."""
+    row = outcome["rows"][path("huge-after")]
+    assert row["outcome"] == "verified" and row["scan"]["verdict"] == "clear", row
 
 
 def test_label_escapes_hide_no_read_only_series(outcome) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from tasks import kube
 from tasks.scan import Scanner, Verdict, gate_decision
 from tests.integration.helpers import by_name, inventory, path, runtime
 
@@ -220,3 +223,29 @@ def test_each_cluster_is_reported_as_soon_as_its_readings_are_in(make_sim, write
     slow = results[path("early-proj", "slow")]
     assert slow.verdict is Verdict.INCONCLUSIVE and any("timed out" in r for r in slow.reasons)
     assert results[path("early-proj", "ap")].verdict is Verdict.CLEAR
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_node_reads_share_one_connection_compressed_or_not(make_sim, write_config, compressed) -> None:
+    """read_metrics stops after the family but leaves each connection ready for the next read (gzip or plain)."""
+    sim = make_sim(FLEET, time_scale=0.01)
+    sim.kube.compress_metrics = compressed
+    cfg = write_config(sim, scan=FAST)
+    rec = by_name(inventory(cfg, only=[path("scan-proj", "busy")]))["busy"]
+    rt = runtime(cfg)
+    try:
+        api = rt.clients.kube(rec.state.endpoint, rec.state.ca_certificate)
+        nodes = kube.list_nodes(api, 5)
+        before = sim.kube.connections_accepted
+        first, second = ([kube.read_metrics(api, n.name, 5, 64 * 1024 * 1024) for n in nodes] for _ in "12")
+        connections = sim.kube.connections_accepted - before
+    finally:
+        rt.close()
+    assert all(r.conclusive for r in first + second), first + second
+    for node, a, b in zip(nodes, first, second, strict=True):
+        if node.pool == "a":  # in use: the read-only counters rise between the readings
+            assert 0 < a.readonly_total < b.readonly_total
+        else:
+            assert a.readonly_total == b.readonly_total == 0
+    assert {n.pool for n in nodes} == {"a", "b"}
+    assert connections == 0, "every read on the connection that listed the nodes"

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 import time
+import zlib
 
 import pytest
 import urllib3
@@ -319,6 +320,38 @@ def test_metrics_streamed_with_content_length(shared):
         got += len(chunk)
     assert got == length >= 2_000_000
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+def _metrics_raw(fleet, node: str, accept_encoding: str) -> tuple[str | None, bytes]:
+    resp = core(fleet, STD).connect_get_node_proxy_with_path(
+        node, "metrics", _preload_content=False, _headers={"Accept-Encoding": accept_encoding}
+    )
+    body = b"".join(resp.stream(65536, decode_content=False))
+    assert len(body) == int(resp.headers["Content-Length"])
+    return resp.headers.get("Content-Encoding"), body
+
+
+def test_metrics_gzip_when_asked_same_text_as_plain(shared):
+    """The kubelet compresses /metrics for a client that asks (Prometheus does); the text is the same."""
+    fleet, _ = shared
+    node = nodes_of(fleet, STD, "busy")[0]
+    encoding, body = _metrics_raw(fleet, node, "gzip, deflate")
+    assert encoding == "gzip" and len(body) < 300_000
+    inflated, rest = b"", body
+    while rest:  # a series of gzip members
+        member = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        inflated += member.decompress(rest)
+        assert member.eof
+        rest = member.unused_data
+    assert len(inflated) >= 2_000_000
+    plain_encoding, plain = _metrics_raw(fleet, node, "identity")
+    assert plain_encoding is None and len(plain) >= 2_000_000
+
+    def family(data: bytes) -> list[str]:  # the counters move between reads: compare the series, not values
+        return [line.rsplit(" ", 1)[0] for line in data.decode().splitlines() if line.startswith(FAMILY)]
+
+    assert family(inflated) == family(plain) and len(family(plain)) >= 3
+    assert _metrics_raw(fleet, node, "gzip;q=0, identity")[0] is None
 
 
 def test_readonly_counters_grow_over_time_only_when_in_use(fresh):

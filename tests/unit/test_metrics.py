@@ -6,6 +6,7 @@ Real kubelet payloads live in tests/fixtures/kubelet (see SOURCE.md there).
 from __future__ import annotations
 
 import contextlib
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +17,13 @@ from hypothesis import strategies as st
 from tasks.metrics import (
     METRIC,
     FilterResult,
+    GzipError,
     MetricsFormatError,
     NodeReading,
     PayloadProblem,
     Usage,
     filter_request_lines,
+    gunzip,
     increase,
     parse_probe_log_lines,
     parse_request_counts,
@@ -190,6 +193,101 @@ def test_help_and_type_without_samples_is_not_the_family() -> None:
     result = filter_request_lines([text])
     assert result.sample_lines == 0 and not result.family_present
     assert result.text.count("\n") == 2
+
+
+# --- stopping after the family, and gzip bodies ----------------------------------------------------
+
+FAMILY_END = SYNTHETIC.index(b"\n", SYNTHETIC.index(READONLY_LINES[-1])) + 1
+
+
+def test_stop_after_family_keeps_the_same_lines_and_reads_little_past_them() -> None:
+    result = filter_request_lines(_chunks(SYNTHETIC, 4096), stop_after_family=True)
+    full = filter_request_lines([SYNTHETIC])
+    assert (result.text, result.sample_lines, result.problem) == (full.text, full.sample_lines, None)
+    assert FAMILY_END < result.bytes_read <= FAMILY_END + 2 * 4096 < len(SYNTHETIC)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(SYNTHETIC)), max_size=60))
+def test_stop_after_family_chunk_boundaries_do_not_matter(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(SYNTHETIC)]
+    chunks = [SYNTHETIC[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    result = filter_request_lines(chunks, stop_after_family=True)
+    assert result.text == filter_request_lines([SYNTHETIC]).text and result.problem is None
+
+
+@pytest.mark.parametrize("size", [1, 27, 36, 37, 4096])
+def test_stop_after_family_small_chunks(size: int) -> None:
+    result = filter_request_lines(_chunks(SYNTHETIC, size), stop_after_family=True)
+    assert result.text == filter_request_lines([SYNTHETIC]).text
+    assert result.bytes_read < FAMILY_END + size + 200  # the next line is enough to know
+
+
+def test_stop_after_family_ignores_a_cut_after_the_family() -> None:
+    """Families are written whole, so what follows the block cannot change the reading."""
+    cut = FAMILY_END + 5000
+    assert read_node_metrics(_chunks(SYNTHETIC[:cut], 1000)).error is not None
+    reading = read_node_metrics(_chunks(SYNTHETIC[:cut], 1000), stop_after_family=True)
+    assert reading == read_node_metrics([SYNTHETIC]) and reading.conclusive
+
+
+def test_stop_after_family_still_sees_a_cut_inside_the_family() -> None:
+    cut = SYNTHETIC.index(READONLY_LINES[1]) + 40
+    result = filter_request_lines(_chunks(SYNTHETIC[:cut], 1000), stop_after_family=True)
+    assert result.truncated
+
+
+def test_stop_after_family_reads_on_when_there_is_no_family() -> None:
+    result = filter_request_lines(_chunks(KUBELET_1_10, 1000), stop_after_family=True)
+    assert result.bytes_read == len(KUBELET_1_10) and not result.family_present and result.problem is None
+
+
+def test_stop_after_family_with_help_and_type_only() -> None:
+    text = b"# HELP kubelet_http_requests_total x\n# TYPE kubelet_http_requests_total counter\nfoo 1\nbar 2\n"
+    result = filter_request_lines([text], stop_after_family=True)
+    assert result.sample_lines == 0 and not result.family_present
+
+
+def _members(data: bytes, cuts: list[int]) -> bytes:
+    bounds = [0, *sorted(cuts), len(data)]
+    return b"".join(zlib.compress(data[a:b], 6, wbits=31) for a, b in zip(bounds, bounds[1:], strict=False))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=len(SYNTHETIC)), max_size=4),
+    st.lists(st.integers(min_value=1, max_value=50_000), max_size=30),
+)
+def test_gunzip_one_member_or_several_any_chunking(members: list[int], cuts: list[int]) -> None:
+    body = _members(SYNTHETIC, members)
+    bounds = [0, *sorted(c for c in cuts if c < len(body)), len(body)]
+    chunks = [body[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    assert b"".join(gunzip(chunks, piece=8192)) == SYNTHETIC
+
+
+def test_gunzip_yields_bounded_pieces_lazily() -> None:
+    bomb = zlib.compress(b"x" * 50_000_000, 9, wbits=31)  # ~50 KB that inflate to 50 MB
+    pieces = gunzip([bomb], piece=65536)
+    assert all(len(next(pieces)) <= 65536 for _ in range(10))
+    result = filter_request_lines(gunzip([bomb], piece=65536), max_bytes=1_000_000)
+    assert result.too_large and result.bytes_read <= 1_000_000 + 65536
+
+
+def test_gunzip_corrupt_or_cut_body_is_an_error() -> None:
+    body = zlib.compress(SYNTHETIC, 6, wbits=31)
+    with pytest.raises(GzipError, match="ends inside a member"):
+        b"".join(gunzip([body[: len(body) // 2]]))
+    with pytest.raises(GzipError, match="does not decompress"):
+        b"".join(gunzip([b"\x1f\x8b\x08\x00" + SYNTHETIC[:1000]]))
+    with pytest.raises(GzipError):
+        b"".join(gunzip([SYNTHETIC[:1000]]))  # plain text said to be gzip
+
+
+def test_gunzip_then_stop_after_family_inflates_little() -> None:
+    body = zlib.compress(SYNTHETIC, 6, wbits=31)
+    result = filter_request_lines(gunzip(_chunks(body, 16384), piece=16384), stop_after_family=True)
+    assert result.text == filter_request_lines([SYNTHETIC]).text
+    assert result.bytes_read < FAMILY_END + 3 * 16384
 
 
 # --- parsing ---------------------------------------------------------------------------------------
