@@ -25,7 +25,7 @@ from flows.rollout import rollout_flow
 from flows.scan import scan_flow
 from flows.verify import verify_flow
 from tasks.approval import APPROVAL_TIMEOUT_SECONDS, WaveApproval
-from tasks.report import write_json
+from tasks.report import FlowReport, write_json
 from tasks.waves import default_waves
 
 # How often a paused run asks the server whether it was resumed (Prefect's default is 10 s).
@@ -53,7 +53,7 @@ def wave_names(config_path: str) -> list[str]:
     return [w.name for w in (rollout.waves or default_waves(rollout))]
 
 
-def _final_state(report: dict[str, Any], what: str) -> dict[str, Any] | State:
+def _final_state(report: FlowReport, what: str) -> FlowReport | State:
     """Failed when a cluster failed or an operation was left running; else the report.
 
     Errors from the inventory (a project that cannot be read, a location that did not answer) are about clusters
@@ -117,7 +117,7 @@ def rollout_wave(
     dry_run: bool = True,
     auto_approve: bool = False,
     report_dir: ReportDir = "reports",
-) -> dict[str, Any] | State:
+) -> FlowReport | State:
     """Run one wave of the rollout: show its plan, wait for approval, then scan, gate, disable and verify.
 
     Args:
@@ -174,7 +174,7 @@ def org_rollout(
     dry_run: bool = False,
     auto_approve: bool = False,
     report_dir: ReportDir = "reports",
-) -> dict[str, Any] | State:
+) -> FlowReport | State:
     """Every wave in order, pausing for approval in the UI after each wave's soak (unless auto-approved).
 
     Args:
@@ -190,7 +190,7 @@ def org_rollout(
 
 
 @flow(name="verify-fleet", task_runner=TASK_RUNNER, log_prints=True)
-def verify_fleet(config_path: ConfigPath, report_dir: ReportDir = "reports") -> dict[str, Any]:
+def verify_fleet(config_path: ConfigPath, report_dir: ReportDir = "reports") -> FlowReport:
     """Read every cluster's port setting at every level; change nothing. Drift shows in the artifacts.
 
     Args:
@@ -208,7 +208,7 @@ def scan_fleet(
     config_path: ConfigPath,
     clusters: list[ClusterPath] = [],  # noqa: B006
     report_dir: ReportDir = "reports",
-) -> dict[str, Any]:
+) -> FlowReport:
     """Who still reads port 10255, per cluster, with evidence and culprits; change nothing.
 
     Args:

@@ -5,14 +5,12 @@ Changes nothing and scans nothing: the usage gate is decided right before each w
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.inventory import collect_inventory
 from tasks import artifacts, live
 from tasks.plan import Change, plan_cluster
-from tasks.report import write_json
+from tasks.report import FlowReport, write_json
 from tasks.rollout import outside_rollout
 from tasks.runtime import runtime_for
 from tasks.state import PortState
@@ -22,7 +20,7 @@ from tasks.waves import assign_waves
 @flow(name="plan", log_prints=True)
 def plan_flow(
     config_path: str, clusters: list[str] | None = None, report_path: str | None = None
-) -> dict[str, Any]:
+) -> FlowReport:
     """Show the rollout's waves and every change it would make; change nothing."""
     live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     cfg = runtime_for(config_path).config.rollout
@@ -79,4 +77,4 @@ def plan_flow(
     }
     if report_path:
         write_json(report_path, report)
-    return report
+    return FlowReport(report)

@@ -6,8 +6,6 @@ same one-operation-at-a-time rule, whole-config sends, and verification on the A
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.inventory import collect_inventory
@@ -15,7 +13,7 @@ from tasks import artifacts, live
 from tasks.apply import Applier, OperationSlots
 from tasks.eligibility import version_gate
 from tasks.plan import Noop, changes, plan_cluster
-from tasks.report import count_by, write_json
+from tasks.report import FlowReport, count_by, write_json
 from tasks.rollout import GOAL, ClusterRun, Outcome
 from tasks.runtime import runtime_for
 from tasks.state import PortState
@@ -29,7 +27,7 @@ def rollback_flow(
     node_pools: list[str] | None = None,
     report_path: str | None = None,
     dry_run: bool = False,
-) -> dict[str, Any]:
+) -> FlowReport:
     """Re-enable the read-only port on the named clusters (or only the named node pools)."""
     live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     rt = runtime_for(config_path)
@@ -82,4 +80,4 @@ def rollback_flow(
     )
     if report_path:
         write_json(report_path, report)
-    return report
+    return FlowReport(report)

@@ -23,10 +23,11 @@ from tasks.apply import Applier, OperationSlots
 from tasks.approval import ask_approval
 from tasks.inventory import ClusterRecord, Inventory, InventoryOutcome
 from tasks.pipeline import FAILING, StartCluster, WaveRun, pick_canary, run_wave
-from tasks.report import count_by, write_json
+from tasks.report import FlowReport, count_by, write_json
 from tasks.rollout import GOAL, ClusterRun, Outcome, disable_cluster, outside_rollout
 from tasks.runtime import runtime_for
 from tasks.scan import GateDecision, Scanner, ScanResult, gate_decision
+from tasks.state import gc_frozen
 from tasks.waves import WavePlan, assign_waves
 
 
@@ -105,7 +106,7 @@ def rollout_flow(
     dry_run: bool = False,
     auto_approve: bool = False,
     waves: list[str] | None = None,
-) -> dict[str, Any]:
+) -> FlowReport:
     """Disable the kubelet read-only port wave by wave on every eligible cluster whose gate is clear."""
     live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     rt = runtime_for(config_path)
@@ -113,7 +114,7 @@ def rollout_flow(
     applier = Applier(rt, OperationSlots(cfg))
     runs: list[ClusterRun] = []
     wave_log: list[dict[str, Any]] = []
-    with artifacts.prefect_progress():
+    with artifacts.prefect_progress(), gc_frozen() as freeze:
         inv = collect_inventory(config_path, clusters)
         publish_inventory(inv)
         live.begin("rollout", [(r.path, str(r.state.mode)) for r in inv.records])
@@ -145,9 +146,10 @@ def rollout_flow(
             return lambda rec, scan: disable_task(config_path, rec, scan, wave_name, dry_run, applier)
 
         def prepare(plan: WavePlan) -> WaveRun:
-            """The wave's members and scan, started now; the next wave's scan starts once this one's is done
-            when nobody has to approve in between (auto_approve, dry run): a verdict is good for
-            gate.max_scan_age_seconds, so the next wave need not wait a window after the soak."""
+            """The wave's members and scan, started now; the next wave's scan starts once every cluster of this
+            one is being scanned, when nobody has to approve in between (auto_approve, dry run): a verdict is good
+            for gate.max_scan_age_seconds, so the next wave need not wait a window after this one's changes and
+            soak. Its scan stays `lookahead` clusters ahead of its workers."""
             members, scans = [r for r in plan.clusters if r.path not in taken], None
             if plan.spares and members:  # the default canary: a spare stands in if its gate blocks
                 scans = scan_records(config_path, members + plan.spares)
@@ -194,6 +196,7 @@ def rollout_flow(
                 if plan.spares and len(members) > 1:
                     entry["canary_stand_ins"] = [r.path for r in members[1:]]
                 wave_log.append(entry)
+                freeze()  # what the run holds on to so far, the inventory included
                 with progress.phase(f"wave {plan.wave.name}", len(members)) as ph:
                     wave_runs = run_wave(wave, change(plan.wave.name), ph)
                 runs += wave_runs
@@ -233,4 +236,4 @@ def rollout_flow(
     )
     if report_path:
         write_json(report_path, report)
-    return report
+    return FlowReport(report)

@@ -12,7 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.inventory import collect_inventory, publish_inventory
 from tasks import artifacts, live, progress
 from tasks.inventory import ClusterRecord, InventoryOutcome
-from tasks.report import count_by, write_json
+from tasks.report import FlowReport, count_by, write_json
 from tasks.runtime import runtime_for
 from tasks.scan import Scanner, ScanResult, gate_decision
 
@@ -68,7 +68,7 @@ def scan_rows(results: dict[str, ScanResult], config_path: str) -> list[dict[str
 @flow(name="scan", task_runner=ThreadPoolTaskRunner(max_workers=32), log_prints=True)
 def scan_flow(
     config_path: str, clusters: list[str] | None = None, report_path: str | None = None
-) -> dict[str, Any]:
+) -> FlowReport:
     """Scan every cluster in scope for read-only port traffic and decide its gate."""
     live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     with artifacts.prefect_progress():
@@ -99,4 +99,4 @@ def scan_flow(
     }
     if report_path:
         write_json(report_path, report)
-    return report
+    return FlowReport(report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import threading
@@ -62,6 +63,9 @@ def run_sim(args: argparse.Namespace) -> int:
     spec = _spec(args)
     sim = Simulator.from_spec(spec, time_scale=args.time_scale)
     endpoints = sim.start()
+    # The fleet lives as long as this process: keep it out of the cyclic collector's full passes, which otherwise
+    # stop every request for 0.1-0.3 s (1,000 clusters) each time the heap has grown by a quarter.
+    gc.freeze()
     try:
         print(f"gkesim: {len(sim.fleet.clusters)} clusters in {len(sim.fleet.projects)} projects", flush=True)
         print(f"  gRPC (Container, Resource Manager): {endpoints.grpc}", flush=True)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.inventory import collect_inventory, publish_inventory
 from tasks import artifacts, live
-from tasks.report import count_by, write_json
+from tasks.report import FlowReport, count_by, write_json
 from tasks.verify import check_levels
 
 
 @flow(name="verify", log_prints=True)
 def verify_flow(
     config_path: str, clusters: list[str] | None = None, report_path: str | None = None
-) -> dict[str, Any]:
+) -> FlowReport:
     """Read every cluster's port setting at every level and report drift from explicit false."""
     live.reclaim_sigterm()  # started from the CLI: SIGTERM takes Ctrl-C's path
     with artifacts.prefect_progress():
@@ -45,4 +43,4 @@ def verify_flow(
     }
     if report_path:
         write_json(report_path, report)
-    return report
+    return FlowReport(report)

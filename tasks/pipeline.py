@@ -100,7 +100,8 @@ class WaveRun:
             return True
 
     def start_scan(self, then: Callable[[], None] | None = None) -> None:
-        """Scan the members without a verdict yet in a thread of their own; `then()` once every verdict is in."""
+        """Scan the members without a verdict yet in a thread of their own; `then()` once every one of them is in
+        a scan batch under way (their verdicts are coming: the next wave's scan may start)."""
         for rec in self.member_list:
             if rec.path in self.scans:
                 self.verdict(rec.path, self.scans[rec.path])
@@ -111,11 +112,9 @@ class WaveRun:
         def scan() -> None:
             try:
                 with progress.phase(f"wave {self.wave.name}: scan", len(todo)) as phase:
-                    self.scan_batches(todo, phase)
+                    self.scan_batches(todo, phase, then)
             finally:
                 self.close()
-            if then is not None and not self.stopped():
-                then()
 
         self._scan_thread = threading.Thread(
             target=contextvars.copy_context().run, args=(scan,), name=f"scan-{self.wave.name}", daemon=True
@@ -133,9 +132,11 @@ class WaveRun:
         if self._scan_thread is not None:
             self._scan_thread.join()
 
-    def scan_batches(self, records: list[ClusterRecord], phase: progress.Phase) -> None:
+    def scan_batches(
+        self, records: list[ClusterRecord], phase: progress.Phase, submitted: Callable[[], None] | None = None
+    ) -> None:
         """Scan `records` in batches as described above; every cluster gets a verdict (an error result if its
-        batch failed), then the wave is closed."""
+        batch failed), then the wave is closed. `submitted()` once the last batch has started."""
         size = self.batch_size
         batches = [records[i : i + size] for i in range(0, len(records), size)]
 
@@ -176,6 +177,8 @@ class WaveRun:
                     self.quiet_batches += 1
                     self.submitted += len(batch)
                 pool.submit(contextvars.copy_context().run, scan_one, batch)
+            if submitted is not None and not self.stopped():
+                submitted()
         self.close()
 
     def close(self) -> None:

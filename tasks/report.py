@@ -9,7 +9,7 @@ import csv
 import json
 import os
 import tempfile
-from collections import Counter
+from collections import Counter, UserDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 
+class FlowReport(UserDict[str, Any]):
+    """A report as a flow's return value: a mapping like the dict it holds, which Prefect keeps as one value.
+    Prefect walks a returned dict or list node by node looking for futures and states when the flow ends (~0.5 s
+    for a 1,000-cluster rollout report, ~3 s for a 10,000-cluster inventory); it does not look inside a UserDict."""
+
+
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        json.dump(dict(data), fh, indent=2, sort_keys=False, default=str)  # a FlowReport is not a dict
         fh.write("\n")
     os.replace(tmp, path)
     return path

@@ -10,7 +10,7 @@ import functools
 import gc
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,6 +25,22 @@ PORT_FIELD = "insecure_kubelet_readonly_port_enabled"
 
 _gc_lock = threading.Lock()
 _gc_holders = 0
+
+
+@contextmanager
+def gc_frozen() -> Iterator[Callable[[], None]]:
+    """Objects built so far (a run's inventory, a wave's members and verdicts) kept out of the cyclic collector's
+    full passes until the block ends; call the yielded function to add those built since (at a wave's start).
+
+    A full pass scans every tracked object and stops every thread meanwhile: 0.3-0.5 s at 1,000 clusters, each
+    time the heap has grown by a quarter, with every worker's operation poll and every scan read waiting on it.
+    On the way out everything is handed back to the collector, so garbage frozen by mistake is collected later.
+    """
+    gc.freeze()
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
 
 
 @contextmanager
