@@ -104,6 +104,26 @@ class Durations:
             self._shortest[key] = min(self._shortest.get(key, seconds), seconds)
 
 
+def poll_delays(expect: float | None, base: float, cap: float) -> Iterator[float]:
+    """Seconds to wait before the first look at an operation, then after each look that did not find it DONE.
+
+    Without an expectation: look at once, then after `base`, growing by half each time up to `cap` (fewer calls
+    for long operations). With one (`Durations.expect`, ~5% before the shortest such operation seen): first look
+    then, then every half `base` while the operation is due (up to a fifth past `expect`: its end is seen sooner,
+    for about two more calls), then back off as above.
+    """
+    first = expect if expect and expect > base else 0.0
+    yield first
+    elapsed, due_until, delay = first, 1.2 * first, base
+    while True:
+        if elapsed < due_until:
+            step = base / 2
+        else:
+            step, delay = delay, min(delay * 1.5, max(base, cap))
+        elapsed += step
+        yield step
+
+
 def operation_kind(state: ClusterState, level: str) -> tuple[str, int]:
     """What decides an operation's duration: its kind and the nodes it recreates."""
     if level.startswith(Level.NODE_POOL.value + "/"):
@@ -166,27 +186,19 @@ class Applier:
         return running
 
     def wait(self, op_name: str, expect: float | None = None) -> container_v1.Operation:
-        """Poll an operation until DONE, backing off, until the per-operation timeout. `expect`: seconds it
-        is unlikely to be done before (`Durations`): the first look is then, and the next ones every
-        `operation_poll_seconds` while it is due (up to a fifth past `expect`), backing off only after that."""
-        start = time.monotonic()
-        deadline = start + self.cfg.operation_timeout_seconds
-        delay = self.cfg.operation_poll_seconds
-        due_until = start
-        if expect and expect > delay:
-            self.sleep(min(expect, self.cfg.operation_timeout_seconds))
-            due_until = start + 1.2 * expect
+        """Poll an operation until DONE, on `poll_delays`' schedule, until the per-operation timeout."""
+        deadline = time.monotonic() + self.cfg.operation_timeout_seconds
+        delays = poll_delays(expect, self.cfg.operation_poll_seconds, self.cfg.operation_poll_max_seconds)
+        if first := next(delays):
+            self.sleep(min(first, self.cfg.operation_timeout_seconds))
         while True:
             op = self.rt.caller.call(self.rt.clients.container.get_operation, name=op_name)
             if op.status == DONE:
                 return op
+            delay = next(delays)
             if time.monotonic() + delay > deadline:
                 raise OperationTimeout(op_name)
             self.sleep(delay)
-            if time.monotonic() > due_until:
-                delay = min(
-                    delay * 1.5, max(self.cfg.operation_poll_seconds, self.cfg.operation_poll_max_seconds)
-                )
 
     def settle(self, path: str) -> None:
         for name in self.running_operations(path):
