@@ -2,7 +2,8 @@
 
 The simulator runs in its own process (`portcullis sim --fleet F --time-scale 1`), serving every node's kubelet
 /metrics through the Kubernetes API server proxy over HTTPS, each payload ~2 MB (the KubeServer default,
-`gkesim.kubelet.DEFAULT_METRICS_BYTES`; the bench reads one payload raw and prints its size). Usage mix: 70% of
+`gkesim.kubelet.DEFAULT_METRICS_BYTES`; the bench reads one payload raw and prints its size, as text and as the
+gzip the scan asks for). Usage mix: 70% of
 clusters clean, 15% used before, 15% in use (with an agent whose manifest names port 10255), so the verdicts can be
 checked against the fleet. Each measurement runs in a fresh child process:
 
@@ -145,16 +146,22 @@ class ReadTimer:
         }
 
 
-def payload_bytes(rt, record) -> int:  # noqa: ANN001
-    """One node's /metrics payload, read raw, to show its size."""
+def payload_bytes(rt, record) -> tuple[int, int]:  # noqa: ANN001
+    """One node's /metrics payload, read raw: its size as text, and on the wire as gzip (what read_metrics asks)."""
     from kubernetes import client as k8s
 
     from tasks import kube
 
     api = rt.clients.kube(record.state.endpoint, record.state.ca_certificate)
     node = kube.list_nodes(api, 20)[0].name
-    resp = k8s.CoreV1Api(api).connect_get_node_proxy_with_path(node, "metrics", _preload_content=False)
-    return len(resp.data)
+    core = k8s.CoreV1Api(api)
+    sizes = []
+    for encoding in ("identity", "gzip"):
+        resp = core.connect_get_node_proxy_with_path(
+            node, "metrics", _preload_content=False, _headers={"Accept-Encoding": encoding}
+        )
+        sizes.append(sum(len(c) for c in resp.stream(1 << 20, decode_content=False)))
+    return sizes[0], sizes[1]
 
 
 def verdict_check(results: dict, expected: dict[str, str]) -> tuple[dict, int]:
@@ -350,7 +357,8 @@ def main() -> int:
     print()
     p = results["plain"]
     print(
-        f"window {args.window:.0f} s; scan concurrency {args.concurrency}; payload {p['payload_bytes']:,} bytes per node reading"
+        f"window {args.window:.0f} s; scan concurrency {args.concurrency}; payload {p['payload_bytes'][0]:,} bytes per node "
+        f"reading ({p['payload_bytes'][1]:,} on the wire: gzip)"
     )
     print(
         f"plain: inventory first (not in the scan's wall) {p['inventory']:.1f} s; scan CPU {p['scan_cpu']:.1f} s"
