@@ -87,7 +87,7 @@ def read_metrics(api: k8s.ApiClient, node: str, timeout: float, max_bytes: int) 
     """One node's kubelet_http_requests_total through the API server proxy (port 10250 on the node).
 
     Asks for gzip, as Prometheus does: the kubelet compresses /metrics ~13x when asked and the API server's proxy
-    passes the encoding through, so a 2 MB payload is ~150 KB on the wire. Decompression is lazy and stops after
+    passes the encoding through, so a 2 MB payload is ~130 KB on the wire. Decompression is lazy and stops after
     the family's block (~9% in), so a reading inflates ~200 KB. A server that ignores the ask answers plain text,
     which is read the same way.
     """

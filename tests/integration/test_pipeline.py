@@ -7,6 +7,7 @@ and check from the simulator's journal that exactly the clear clusters are chang
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -100,3 +101,28 @@ def test_a_scan_batch_that_fails_blocks_its_clusters_and_changes_nothing(wave_en
     assert [r.outcome for r in runs] == [Outcome.BLOCKED] * len(plan.clusters)
     assert all("the scan failed: RuntimeError" in r.reason for r in runs), [r.reason for r in runs]
     assert changed(sim) == set()
+
+
+def test_the_next_wave_may_start_scanning_once_every_cluster_is_in_a_scan_batch(wave_env) -> None:
+    """`then()` (the rollout's scan-ahead) runs while this wave's batches are still in their window, not after."""
+    sim, rt, plan, change = wave_env
+    release = threading.Event()
+    started: list[list[str]] = []
+    then_saw: list[int] = []
+
+    def held(batch, phase, on_done):  # a scan that reports nothing until the test lets it go
+        started.append([r.path for r in batch])
+        assert release.wait(10)
+        return list(Scanner(rt).scan(batch).values())
+
+    wave = WaveRun(plan, plan.clusters, rt.config, held)
+    wave.start_scan(then=lambda: then_saw.append(len(started)))
+    deadline = time.monotonic() + 10
+    while not then_saw and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert then_saw == [2] and not wave.seen, "then() ran with both batches started and no verdict in yet"
+    release.set()
+    with progress.phase("wave w", len(plan.clusters)) as ph:
+        runs = {r.cluster: r for r in run_wave(wave, change, ph)}
+    assert runs[path(P, "reader")].outcome is Outcome.BLOCKED
+    assert changed(sim) == {path(P, f"clean-{i}") for i in range(3)}
