@@ -860,7 +860,7 @@ class KubeStore:
         if since_seconds is not None:
             lines = [(t, s) for t, s in lines if t >= now - since_seconds]
         if tail_lines is not None and tail_lines >= 0:
-            lines = lines[len(lines) - tail_lines :] if tail_lines else []
+            lines = lines[max(0, len(lines) - tail_lines) :] if tail_lines else []
         text = "".join(
             (f"{timestamp(self.fleet, t, nanos=True)} {s}\n" if timestamps else f"{s}\n") for t, s in lines
         )

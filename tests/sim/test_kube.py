@@ -692,6 +692,9 @@ def test_probe_daemonset_lifecycle(fresh):
     assert readonly[0].endswith(f" {node.readonly_counts(started)['metrics']}")
     tail = core_api.read_namespaced_pod_log(pod.metadata.name, PROBE_NS, tail_lines=3, timestamps=True)
     assert len(tail.splitlines()) == 3 and tail.startswith("20")
+    # More lines asked for than there are (kubectl logs --selector asks for 10): all of them, not the last one.
+    more = core_api.read_namespaced_pod_log(pod.metadata.name, PROBE_NS, tail_lines=len(lines) + 5)
+    assert more.splitlines() == lines
 
     # cleanup: the namespace goes Terminating, then takes its contents; the cluster-scoped RBAC goes separately
     core_api.delete_namespace(PROBE_NS)
