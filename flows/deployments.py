@@ -25,7 +25,7 @@ from flows.rollout import rollout_flow
 from flows.scan import scan_flow
 from flows.verify import verify_flow
 from tasks.approval import APPROVAL_TIMEOUT_SECONDS, WaveApproval
-from tasks.report import FlowReport, write_json
+from tasks.report import FlowReport, utc_now, write_json
 from tasks.waves import default_waves
 
 # How often a paused run asks the server whether it was resumed (Prefect's default is 10 s).
@@ -147,7 +147,7 @@ def rollout_wave(
                 "by": answer.approver or "unnamed operator",
                 "comment": answer.comment,
                 "via": "prefect-ui",
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "at": utc_now(),
             }
             if not answer.approve:
                 path = write_json(

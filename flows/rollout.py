@@ -23,7 +23,7 @@ from tasks.apply import Applier, OperationSlots
 from tasks.approval import ask_approval
 from tasks.inventory import ClusterRecord, Inventory, InventoryOutcome
 from tasks.pipeline import FAILING, StartCluster, WaveRun, pick_canary, run_wave
-from tasks.report import FlowReport, count_by, write_json
+from tasks.report import FlowReport, count_by, utc_now, write_json
 from tasks.rollout import GOAL, ClusterRun, Outcome, disable_cluster, outside_rollout
 from tasks.runtime import runtime_for
 from tasks.scan import GateDecision, Scanner, ScanResult, gate_decision
@@ -187,7 +187,7 @@ def rollout_flow(
                         }
                     )
                     continue
-                entry: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                entry: dict[str, Any] = {"started": utc_now()}
                 if wave is None:
                     with lock:
                         wave = prepare(plan)
@@ -205,7 +205,7 @@ def rollout_flow(
                     {
                         "status": "done",
                         "failed": len(failed),
-                        "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "ended": utc_now(),
                         "outcome": count_by(r.outcome for r in wave_runs),
                     }
                 )

@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -25,6 +24,7 @@ from config.schema import Rollout
 from tasks import live
 from tasks.limits import mutation_slot
 from tasks.plan import Change, current_kubelet, current_port, with_port
+from tasks.report import utc_now
 from tasks.retry import is_transient
 from tasks.runtime import Runtime
 from tasks.state import ClusterState, Level, Mode, cluster_state, kubelet_from_dict
@@ -37,10 +37,6 @@ class OperationTimeout(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(f"operation {name} did not finish in time; it is left running")
         self.name = name
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def split_path(path: str) -> tuple[str, str, str]:
@@ -249,7 +245,7 @@ class Applier:
             result.state = state
             if current_port(state, change.level) is change.after:
                 result.status = "applied" if result.attempts else "already"
-                result.ended = result.ended or now_iso()
+                result.ended = result.ended or utc_now()
                 return result
             if (
                 op_failures > self.cfg.operation_retries
@@ -259,7 +255,7 @@ class Applier:
             sent = with_port(current_kubelet(state, change.level), change.after)
             result.sent = sent
             result.attempts += 1
-            result.started = now_iso()
+            result.started = utc_now()
             token = live.sending(change.cluster, change.level)  # raises once the run is interrupted
             try:
                 with self.slots.slot(project, location):
@@ -293,7 +289,7 @@ class Applier:
                     )
                 )
                 continue
-            result.ended = now_iso()
+            result.ended = utc_now()
             if done.error and done.error.code:
                 op_failures += 1
                 result.error = f"operation {done.name} failed: {done.error.message or done.status_message}"

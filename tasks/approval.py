@@ -5,11 +5,12 @@ Who approved and what they said go into the report, whichever way the answer cam
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prefect.input import RunInput
+
+from tasks.report import utc_now
 
 APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600  # a paused rollout waits a week for its operator, then fails
 
@@ -47,7 +48,7 @@ def _summary(wave: str, rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def ask_approval(wave: str, rows: Sequence[Mapping[str, Any]], auto_approve: bool) -> dict[str, Any]:
-    asked_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    asked_at = utc_now()
     if auto_approve:
         return {"approved": True, "by": "auto_approve", "via": "parameter", "at": asked_at}
     if _in_deployment():
@@ -63,7 +64,7 @@ def ask_approval(wave: str, rows: Sequence[Mapping[str, Any]], auto_approve: boo
             "by": answer.approver or "unnamed operator",
             "comment": answer.comment,
             "via": "prefect-ui",
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "at": utc_now(),
         }
     if _terminal is not None:
         approved, who, comment = _terminal(wave, rows)

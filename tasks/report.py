@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import tempfile
+import time
 from collections import Counter, UserDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,6 +17,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+
+def utc_now() -> str:
+    """The time for a report: UTC to the second, RFC 3339 with a Z (one format in every report)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class FlowReport(UserDict[str, Any]):

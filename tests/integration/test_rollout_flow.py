@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,6 +68,11 @@ def test_rollout_waves_then_verify_drift_then_rollback(make_sim, write_config, p
     assert report["ok"] is False  # one cluster is blocked
     canary = next(c for c in report["clusters"] if c.get("wave") == "canary")
     assert canary["name"] == "d0" and canary["changes"][0]["started"]
+    stamps = [c[k] for c in canary["changes"] for k in ("started", "ended")]
+    stamps += [w[k] for w in report["waves"] for k in ("started", "ended")] + [
+        report["waves"][0]["approval"]["at"]
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in stamps), stamps  # one format
     assert json.loads((tmp_path / "r.json").read_text())["summary"] == report["summary"]
     inv = sim.fleet.invariant_report()
     assert (
