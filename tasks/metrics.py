@@ -193,6 +193,13 @@ def filter_request_lines(
         samples += found
         family.region(start, end, last)
 
+    def forget_if_foreign() -> None:
+        """Drop a partial line whose start already shows it is not the family's, and skip to its newline."""
+        nonlocal pending, pending_len, skipping
+        if pending_len >= _DECIDE_LEN and not _may_be_family(b"".join(pending)[:_DECIDE_LEN]):
+            pending, pending_len, skipping = [], 0, True
+            family.foreign_line()
+
     for chunk in chunks:
         if not chunk:
             continue
@@ -205,27 +212,21 @@ def filter_request_lines(
             if not skipping:
                 pending.append(chunk)
                 pending_len += len(chunk)
-                if pending_len >= _DECIDE_LEN and not _may_be_family(b"".join(pending)[:_DECIDE_LEN]):
-                    pending, pending_len, skipping = [], 0, True
-                    family.foreign_line()
-            if stop_after_family and family.ended:
-                return FilterResult(_join(kept), samples, total)
-            continue
-        if skipping:
-            skipping = False
-        elif pending:
-            pending.append(chunk[: first_nl + 1])
-            head = b"".join(pending)
-            scan(head, 0, len(head))
+                forget_if_foreign()
         else:
-            scan(chunk, 0, first_nl + 1)
-        last_nl = chunk.rfind(b"\n")
-        scan(chunk, first_nl + 1, last_nl + 1)
-        tail = chunk[last_nl + 1 :]
-        pending, pending_len = ([tail], len(tail)) if tail else ([], 0)
-        if pending_len >= _DECIDE_LEN and not _may_be_family(tail[:_DECIDE_LEN]):
-            pending, pending_len, skipping = [], 0, True
-            family.foreign_line()
+            if skipping:
+                skipping = False
+            elif pending:
+                pending.append(chunk[: first_nl + 1])
+                head = b"".join(pending)
+                scan(head, 0, len(head))
+            else:
+                scan(chunk, 0, first_nl + 1)
+            last_nl = chunk.rfind(b"\n")
+            scan(chunk, first_nl + 1, last_nl + 1)
+            tail = chunk[last_nl + 1 :]
+            pending, pending_len = ([tail], len(tail)) if tail else ([], 0)
+            forget_if_foreign()
         if stop_after_family and family.ended:
             return FilterResult(_join(kept), samples, total)
     if total == 0:
