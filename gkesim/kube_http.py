@@ -412,7 +412,10 @@ def _accepts_gzip(accept_encoding: str) -> bool:
         coding, _, params = item.strip().partition(";")
         if coding.strip().lower() in ("gzip", "x-gzip"):
             q = params.strip().lower().replace(" ", "")
-            return not q.startswith("q=") or q[2:] not in ("0", "0.", "0.0", "0.00", "0.000")
+            try:
+                return not q.startswith("q=") or float(q[2:]) > 0
+            except ValueError:  # a weight that does not parse: the coding is taken as listed
+                return True
     return False
 
 
