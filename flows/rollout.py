@@ -31,7 +31,7 @@ from tasks.state import gc_frozen
 from tasks.waves import WavePlan, assign_waves
 
 
-@task(name="disable-cluster", cache_policy=NO_CACHE)
+@task(name="disable-cluster", task_run_name="disable-cluster {record.path}", cache_policy=NO_CACHE)
 def disable_task(
     config_path: str,
     record: ClusterRecord,

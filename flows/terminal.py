@@ -50,6 +50,9 @@ class TerminalProgress:
 def print_findings(out: Console, findings: Sequence[Mapping[str, Any]]) -> None:
     if not findings:
         return
-    out.print(f"[bold]{len(findings)} error(s) in scope[/bold]")
+    out.print(
+        f"[bold]{len(findings)} error(s) in scope: the inventory is incomplete, clusters under these may be "
+        "missing from this report[/bold]"
+    )
     for f in findings:
         out.print(f"  - {f['kind']} {f['scope']}: {f['message']}\n      what to do: {f['action']}")

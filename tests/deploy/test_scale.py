@@ -28,7 +28,7 @@ from flows.simcmd import sim_config
 from gkesim.generate import generate_fleet
 from gkesim.server import Simulator
 from gkesim.spec import Timings
-from tests.deploy.stack import REPO, Deployed, deployed
+from tests.deploy.stack import REPO, Deployed, deployed, eventually
 
 pytestmark = [pytest.mark.scale, pytest.mark.timeout(1500)]  # about 6 min at 2,000 clusters on a busy machine
 
@@ -135,6 +135,16 @@ def drained(redis_client: Any) -> bool:
     )
 
 
+def wait_exited(stack: Deployed, flow_run_ids: list[str], timeout: float) -> None:
+    """Until the process of each flow run (its `infrastructure_pid`, "host:pid") has exited."""
+    pids = [int(stack.flow_run(i)["infrastructure_pid"].rsplit(":", 1)[1]) for i in flow_run_ids]
+    eventually(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
+        timeout,
+        what=f"the flow-run processes {pids} to exit",
+    )
+
+
 def wait_recorded(redis_client: Any, timeout: float) -> None:
     """Until the events stream is drained and stays so past the server's publish interval (10 s)."""
     deadline = time.monotonic() + timeout
@@ -171,6 +181,62 @@ def unfinished(stack: Deployed, flow_run_ids: list[str]) -> list[tuple[str, str,
     r = stack.post("/task_runs/filter", body)
     r.raise_for_status()
     return [(t["name"], (t["state"] or {}).get("type", "none"), t["flow_run_id"]) for t in r.json()]
+
+
+def task_run_names(stack: Deployed, flow_run_ids: list[str], like: str) -> set[str]:
+    names: set[str] = set()
+    offset = 0
+    while True:
+        body = {
+            "flow_runs": {"id": {"any_": flow_run_ids}},
+            "task_runs": {"name": {"like_": like}},
+            "limit": 200,
+            "offset": offset,
+        }
+        r = stack.post("/task_runs/filter", body)
+        r.raise_for_status()
+        page = [t["name"] for t in r.json()]
+        names.update(page)
+        if len(page) < 200:
+            return names
+        offset += 200
+
+
+def diagnose_missing(
+    stack: Deployed, ids: list[str], reports: list[dict[str, Any]], database_url: str
+) -> str:
+    """Which clusters' disable-cluster task runs the server lacks, and what its events table holds for them."""
+    import asyncpg
+
+    ran = {
+        f"disable-cluster projects/{c['project']}/locations/{c['location']}/clusters/{c['name']}"
+        for rep in reports
+        for c in rep["clusters"]
+        if c.get("wave") and c["outcome"] not in ("skipped",)
+    }
+    missing = sorted(ran - task_run_names(stack, ids, "disable-cluster"))
+
+    async def events() -> list[tuple[str, str, str]]:
+        conn = await asyncpg.connect(database_url.replace("+asyncpg", ""), timeout=10)
+        try:
+            rows = await conn.fetch(
+                "SELECT resource->>'prefect.resource.name', event, occurred::text FROM events "
+                "WHERE resource->>'prefect.resource.name' = ANY($1::text[]) ORDER BY occurred",
+                missing[:20],
+            )
+            return [tuple(r) for r in rows]
+        finally:
+            await conn.close()
+
+    server_log = (stack.state / "server.log").read_text(errors="replace").splitlines()
+    worrying = [
+        ln for ln in server_log if any(w in ln for w in ("Dropping", "Error flushing", "Duplicate", "rror"))
+    ]
+    return (
+        f"{len(missing)} disable-cluster task runs missing: {missing[:10]}; "
+        f"their events in the server's database: {asyncio.run(events())}; "
+        f"server log lines about errors: {worrying[-20:]}"
+    )
 
 
 def count_events(stack: Deployed, flow_run_id: str, event: str) -> int:
@@ -245,7 +311,10 @@ def test_two_workers_roll_out_a_generated_fleet_through_postgres_and_redis(
             changed = sum(rep["summary"]["mutations"] for rep in reports)
             assert changed > CLUSTERS // 2
 
-            # No task run lost: every cluster the flows handled has its task run, all of them final.
+            # No task run lost: every cluster the flows handled has its task run, all of them final. A flow run's
+            # process sends the rest of its events as it exits (Prefect drains its events worker at exit), after
+            # the run is Completed: the stream is read once those processes are gone.
+            wait_exited(stack, ids, timeout=300)
             wait_recorded(redis_db, timeout=300)
             dead = redis_db.keys(
                 "dlq*"
@@ -260,7 +329,9 @@ def test_two_workers_roll_out_a_generated_fleet_through_postgres_and_redis(
             completed = count_task_runs(stack, ids, state={"type": {"any_": ["COMPLETED"]}})
             cfg = yaml.safe_load(config.read_text())
             per_task = cfg.get("limits", {}).get("clusters_per_task", 50)
-            assert disable == sum(w["clusters"] for w in in_waves)
+            assert disable == sum(w["clusters"] for w in in_waves), diagnose_missing(
+                stack, ids, reports, postgres_url
+            )
             assert scans == sum(math.ceil(w["clusters"] / per_task) for w in in_waves)
             assert total > disable
             assert completed == total, (
