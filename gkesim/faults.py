@@ -22,6 +22,7 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._calls: dict[str, deque[float]] = defaultdict(deque)
         self.injected: dict[str, int] = defaultdict(int)  # "METHOD:CODE" -> count
+        self._page_failures: dict[tuple[str, str], int] = defaultdict(int)  # (method, token) -> failed so far
 
     def latency(self, method: str) -> float:
         """Seconds of added latency for this method (the specific entry wins over '*')."""
@@ -47,8 +48,28 @@ class FaultInjector:
             if roll < rate:
                 with self._lock:
                     self.injected[f"{method}:{code_name}"] += 1
-                raise SimError(grpc.StatusCode[code_name], f"injected {code_name} for {method}", retry_delay=None)
+                raise SimError(
+                    grpc.StatusCode[code_name], f"injected {code_name} for {method}", retry_delay=None
+                )
             roll -= rate
+
+    def later_page(self, method: str, token: str) -> bool:
+        """True when this request for a later page (`token` is its page token or `continue`) is to fail now."""
+        times = self.spec.later_page_failures.get(method, self.spec.later_page_failures.get("*", 0))
+        if not token or times <= 0:
+            return False
+        with self._lock:
+            if self._page_failures[(method, token)] >= times:
+                return False
+            self._page_failures[(method, token)] += 1
+            self.injected[f"{method}:later-page"] += 1
+            return True
+
+    def check_page(self, method: str, token: str) -> None:
+        """`check`, then the later-page fault for gRPC list methods."""
+        self.check(method)
+        if self.later_page(method, token):
+            raise SimError(grpc.StatusCode.UNAVAILABLE, f"injected UNAVAILABLE for {method} (a later page)")
 
     def _check_quota(self, method: str, project: str) -> None:
         now = time.monotonic()

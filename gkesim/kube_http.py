@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -217,12 +218,16 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and obj_name is None:
             if query.get("watch", "").lower() in ("true", "1"):
                 return self._watch(store, resource, namespace, query)
+            token = query.get("continue", "")
+            if kube.fleet.faults.later_page("KubeList", token):
+                raise KubeError(503, f"injected: the list of {resource} is unavailable (a later page)")
             with kube.fleet.lock:
                 items = store.list(
                     resource, namespace, query.get("labelSelector"), query.get("fieldSelector")
                 )
                 rv = store.resource_version()
-            return self._objects(res, items, rv, list_mode=True)
+            items, more = _page(items, _int(query.get("limit")), token, resource)
+            return self._objects(res, items, rv, list_mode=True, more=more)
         if method == "GET":
             with kube.fleet.lock:
                 obj = store.get(resource, namespace, obj_name)
@@ -245,7 +250,14 @@ class _Handler(BaseHTTPRequestHandler):
             405, "the server does not allow this method on the requested resource", "MethodNotAllowed"
         )
 
-    def _objects(self, res: Any, items: list[dict[str, Any]], rv: str, list_mode: bool) -> None:
+    def _objects(
+        self,
+        res: Any,
+        items: list[dict[str, Any]],
+        rv: str,
+        list_mode: bool,
+        more: dict[str, Any] | None = None,
+    ) -> None:
         accept = self.headers.get("Accept", "")
         if "as=Table" in accept:
             return self._json(200, _table(self.server.kube.fleet, res, items, rv))
@@ -255,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "kind": f"{res.kind}List",
                     "apiVersion": res.api_version,
-                    "metadata": {"resourceVersion": rv},
+                    "metadata": {"resourceVersion": rv, **(more or {})},
                     "items": items,
                 },
             )
@@ -417,6 +429,43 @@ def _accepts_gzip(accept_encoding: str) -> bool:
             except ValueError:  # a weight that does not parse: the coding is taken as listed
                 return True
     return False
+
+
+def _page(
+    items: list[dict[str, Any]], limit: int | None, token: str, resource: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """`limit` items after the one `token` (a `continue` value) names, and the list metadata that continues them.
+
+    Items are in (namespace, name) order; a token carries the resource and the last key it returned, so a page
+    goes on after that key even when objects came or went in between (the API server reads its snapshot; the
+    difference does not matter to a reader of the whole list). A token of another resource is a 400.
+    """
+    start = 0
+    if token:
+        try:
+            kind, namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+        except (ValueError, TypeError) as exc:
+            raise KubeError(400, f"continue key is not valid: {exc}") from exc
+        if kind != resource:
+            raise KubeError(400, "continue key is not valid: it belongs to another list")
+        key = (namespace, name)
+        start = next(
+            (
+                i
+                for i, b in enumerate(items)
+                if (b["metadata"].get("namespace", ""), b["metadata"]["name"]) > key
+            ),
+            len(items),
+        )
+    if not limit or limit <= 0 or start + limit >= len(items):
+        return items[start:], {}
+    chunk = items[start : start + limit]
+    last = chunk[-1]["metadata"]
+    nxt = json.dumps([resource, last.get("namespace", ""), last["name"]]).encode()
+    return chunk, {
+        "continue": base64.urlsafe_b64encode(nxt).decode(),
+        "remainingItemCount": len(items) - start - limit,
+    }
 
 
 def _int(value: str | None) -> int | None:

@@ -177,9 +177,9 @@ def project_matches(p: SimProject, terms: dict[str, list[str]]) -> bool:
 def resourcemanager_handlers(fleet: Fleet) -> list[grpc.GenericRpcHandler]:
     faults = fleet.faults
 
-    def before(method: str) -> None:
+    def before(method: str, page_token: str = "") -> None:
         faults.delay(method)  # never under the fleet lock
-        faults.check(method)  # no project: the per-project quota is the Container API's
+        faults.check_page(method, page_token)  # no project: the per-project quota is the Container API's
 
     def check_parent(parent: str) -> None:
         if not parent:
@@ -204,7 +204,7 @@ def resourcemanager_handlers(fleet: Fleet) -> list[grpc.GenericRpcHandler]:
             return project_message(find_project(request.name)).SerializeToString()
 
     def list_projects(request: rm.ListProjectsRequest) -> bytes:
-        before("ListProjects")
+        before("ListProjects", request.page_token)
         with fleet.lock:
             check_parent(request.parent)
             items = [
@@ -219,7 +219,7 @@ def resourcemanager_handlers(fleet: Fleet) -> list[grpc.GenericRpcHandler]:
         return response.SerializeToString()
 
     def search_projects(request: rm.SearchProjectsRequest) -> bytes:
-        before("SearchProjects")
+        before("SearchProjects", request.page_token)
         terms = parse_query(request.query)
         with fleet.lock:
             items = [p for p in fleet.projects.values() if project_matches(p, terms)]
@@ -240,7 +240,7 @@ def resourcemanager_handlers(fleet: Fleet) -> list[grpc.GenericRpcHandler]:
             return folder_message(folder).SerializeToString()
 
     def list_folders(request: rm.ListFoldersRequest) -> bytes:
-        before("ListFolders")
+        before("ListFolders", request.page_token)
         with fleet.lock:
             check_parent(request.parent)
             items = [f for f in fleet.folders.values() if f.parent == request.parent]

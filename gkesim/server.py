@@ -61,9 +61,14 @@ class Simulator:
     def start(self) -> Endpoints:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._grpc_workers, thread_name_prefix="gkesim-grpc"),
-            options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+            options=[
+                ("grpc.max_send_message_length", 64 << 20),
+                ("grpc.max_receive_message_length", 64 << 20),
+            ],
         )
-        server.add_generic_rpc_handlers(tuple(container_handlers(self.fleet) + resourcemanager_handlers(self.fleet)))
+        server.add_generic_rpc_handlers(
+            tuple(container_handlers(self.fleet) + resourcemanager_handlers(self.fleet))
+        )
         port = server.add_insecure_port(f"{self.host}:0")
         server.start()
         self._grpc = server

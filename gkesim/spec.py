@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PortSetting = Literal["unset", "enabled", "disabled"]
 Usage = Literal["clean", "in_use", "used_before"]
-Agent = Literal["datadog", "telegraf", "metrics-server", "heapster", "fluent-bit", "prometheus", "signalfx", "curl"]
+Agent = Literal[
+    "datadog", "telegraf", "metrics-server", "heapster", "fluent-bit", "prometheus", "signalfx", "curl"
+]
 
 
 class _Strict(BaseModel):
@@ -29,7 +31,8 @@ class PoolSpec(_Strict):
     kubelet: dict[str, object] = Field(default_factory=dict)  # other NodeKubeletConfig fields, snake_case
     autoprovisioned: bool = False
     usage: Usage = "clean"
-    rate_per_minute: float = Field(default=6.0, ge=0)  # read-only requests per simulated minute per path when in use
+    # read-only requests per simulated minute per path when in use
+    rate_per_minute: float = Field(default=6.0, ge=0)
     status: str = "RUNNING"
 
 
@@ -87,6 +90,10 @@ class FaultSpec(_Strict):
     seed: int = 0
     error_rates: dict[str, dict[str, float]] = Field(default_factory=dict)  # method -> {STATUS_CODE: rate}
     latency_ms: dict[str, float] = Field(default_factory=dict)  # method -> added latency per call
+    # method (or '*') -> how many times each request for a page after the first (one with a page token or a
+    # `continue`) answers UNAVAILABLE (Kubernetes: 503) before it is served; the first page is never failed.
+    # Methods: ListProjects, ListFolders, SearchProjects, KubeList.
+    later_page_failures: dict[str, int] = Field(default_factory=dict)
     quota_per_minute: int | None = None  # container API calls per project per quota window
     quota_window_seconds: float = Field(default=60.0, gt=0)  # real seconds; GCP's quotas are per minute
     failing_operation_rate: float = 0.0
@@ -96,9 +103,13 @@ class FaultSpec(_Strict):
     permission_denied_projects: list[str] = Field(default_factory=list)
     api_disabled_projects: list[str] = Field(default_factory=list)
     missing_zones: dict[str, list[str]] = Field(default_factory=dict)  # project -> zones that did not answer
-    node_read_timeouts: list[str] = Field(default_factory=list)  # cluster paths (or path/pool) whose node reads hang
+    node_read_timeouts: list[str] = Field(
+        default_factory=list
+    )  # cluster paths (or path/pool) whose node reads hang
     node_read_timeout_rate: float = 0.0
-    forbidden_node_proxy: list[str] = Field(default_factory=list)  # cluster paths where nodes/proxy is denied (403)
+    forbidden_node_proxy: list[str] = Field(
+        default_factory=list
+    )  # cluster paths where nodes/proxy is denied (403)
     probe_pods_never_start: list[str] = Field(default_factory=list)  # cluster paths
     wrong_ca: list[str] = Field(default_factory=list)  # cluster paths served with a CA that does not match
 

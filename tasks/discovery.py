@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.api_core import exceptions as gexc
@@ -25,6 +25,8 @@ from config.schema import Scope
 from tasks.clients import Clients
 from tasks.retry import Caller
 from tasks.state import ClusterState, cluster_state, gc_paused
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,55 @@ class _Node:
 
 
 def _list_projects(clients: Clients, caller: Caller, parent: str, chain: tuple[str, ...]) -> list[Project]:
-    pager = caller.call(clients.projects.list_projects, request={"parent": parent})
-    return [_project(p, chain) for p in pager if p.state == resourcemanager_v3.Project.State.ACTIVE]
+    return _read_pages(
+        _project(p, chain)
+        for p in caller.pages(clients.projects.list_projects, {"parent": parent}, "projects")
+        if p.state == resourcemanager_v3.Project.State.ACTIVE
+    )
 
 
 def _list_folders(clients: Clients, caller: Caller, parent: str) -> list[str]:
-    return [f.name for f in caller.call(clients.folders.list_folders, request={"parent": parent})]
+    return _read_pages(
+        f.name for f in caller.pages(clients.folders.list_folders, {"parent": parent}, "folders")
+    )
+
+
+class PartialList(Exception):
+    """A paged list that failed part way: the error, and what the pages before it held."""
+
+    def __init__(self, error: gexc.GoogleAPICallError, items: list[Any]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.items = items
+
+
+def _read_pages(items: Iterable[T]) -> list[T]:
+    read: list[T] = []
+    try:
+        read.extend(items)
+    except gexc.GoogleAPICallError as exc:
+        raise PartialList(exc, read) from exc
+    return read
+
+
+def _partial(future: Future[list[T]]) -> tuple[list[T], PartialList | None]:
+    try:
+        return future.result(), None
+    except PartialList as exc:
+        return exc.items, exc
+
+
+def _node_from(parent: str, projects: Future[list[Project]], folders: Future[list[str]]) -> _Node:
+    """A node as read; one that failed part way keeps what it read, and its finding says how much that was."""
+    (found, projects_error), (subfolders, folders_error) = _partial(projects), _partial(folders)
+    failed = projects_error or folders_error
+    if failed is None:
+        return _Node(found, subfolders)
+    finding = finding_for(parent, failed.error, resource_manager=True)
+    read = f"{len(found)} project(s) and {len(subfolders)} folder(s) were read under it before it failed"
+    lost = ", ".join(what for what, err in (("projects", projects_error), ("folders", folders_error)) if err)
+    message = f"{finding.message} ({read}; its other {lost} and their clusters are missing from this report)"
+    return _Node(found, subfolders, replace(finding, message=message))
 
 
 def _read_tree(
@@ -116,7 +161,7 @@ def _read_tree(
 
     Both calls for a node are sent at once, and a node's folders are asked for as soon as the node is read, so
     the walk takes about one round trip per level of the tree instead of two per folder. `on_node` gets each node
-    read without error, once its folders have been asked for.
+    once its folders have been asked for (a node that failed part way with what was read of it).
     """
     nodes: dict[str, _Node] = {}
     chains = {root: (root,)}
@@ -139,23 +184,21 @@ def _read_tree(
             projects, folders = asked[parent]
             if parent in nodes or not (projects.done() and folders.done()):
                 continue
-            try:
-                node = _Node(projects.result(), folders.result())
-            except gexc.GoogleAPICallError as exc:
-                node = _Node(error=finding_for(parent, exc, resource_manager=True))
+            node = _node_from(parent, projects, folders)
             nodes[parent] = node
             for folder in node.folders:
                 if folder not in chains:  # each folder is read once
                     chains[folder] = (folder, *chains[parent])
                     ask(folder)
-            if on_node is not None and node.error is None:
+            if on_node is not None:
                 on_node(node)
     return nodes
 
 
 def _depth_first(root: str, nodes: dict[str, _Node], findings: list[Finding]) -> list[Project]:
     """The projects under `root` in the order a one-at-a-time walk finds them: a node's projects, then each
-    folder's in turn. A node that could not be read is a finding, and nothing under it is listed."""
+    folder's in turn. A node that could not be read (or only in part) is a finding; what was read of it is
+    listed."""
     out: list[Project] = []
     seen: set[str] = set()
 
@@ -164,7 +207,6 @@ def _depth_first(root: str, nodes: dict[str, _Node], findings: list[Finding]) ->
         seen.add(parent)
         if node.error:
             findings.append(node.error)
-            return
         out.extend(node.projects)
         for folder in node.folders:
             if folder not in seen and folder in nodes:

@@ -108,6 +108,11 @@ class Inventory:
         records.sort(key=lambda r: r.path)
         return cls(records, all_findings)
 
+    @property
+    def complete(self) -> bool:
+        """False when some part of the scope could not be read: clusters may be missing from the records."""
+        return not self.findings
+
     def counts(self) -> dict[str, dict[str, int]]:
         return {
             "outcome": dict(Counter(str(r.outcome) for r in self.records)),
@@ -120,7 +125,12 @@ class Inventory:
         with gc_paused():
             return {
                 "kind": "inventory",
-                "summary": {"clusters": len(self.records), "errors": len(self.findings), **self.counts()},
+                "summary": {
+                    "clusters": len(self.records),
+                    "errors": len(self.findings),
+                    "complete": self.complete,
+                    **self.counts(),
+                },
                 "clusters": [r.to_json() for r in self.records],
                 "errors": [f.to_json() for f in self.findings],
             }

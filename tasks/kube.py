@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client as k8s
@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tasks.metrics import GzipError, NodeReading, gunzip, read_node_metrics
 
+T = TypeVar("T")
 POOL_LABEL = "cloud.google.com/gke-nodepool"
 CHUNK = 256 * 1024
 DRAIN_LIMIT = 8 * 1024 * 1024
@@ -124,12 +125,37 @@ def readonly_port(configz: dict[str, Any]) -> int:
     return int((configz.get("kubeletconfig") or {}).get("readOnlyPort") or 0)
 
 
-def list_all(api: k8s.ApiClient, kind: str, timeout: float, page: int = 500) -> list[dict[str, Any]]:
-    """Every Pod or ConfigMap in every namespace, as the API's JSON, paged."""
+TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A Kubernetes answer worth asking again: throttled, a server error, or a connection cut mid-answer."""
+    if isinstance(exc, ApiException):
+        return exc.status in TRANSIENT_STATUS
+    return isinstance(exc, urllib3.exceptions.ProtocolError)
+
+
+def _direct(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+def list_all(
+    api: k8s.ApiClient,
+    kind: str,
+    timeout: float,
+    page: int = 500,
+    retry: Callable[[Callable[[], Any]], Any] = _direct,
+) -> list[dict[str, Any]]:
+    """Every Pod or ConfigMap in every namespace, as the API's JSON, paged; each page one call through `retry`.
+
+    A `continue` token the API server no longer honours (410 Gone: its snapshot was compacted away) starts the
+    list again from the first page, once, as the API documents; a second expiry is raised.
+    """
     core = k8s.CoreV1Api(api)
     fn = {"Pod": core.list_pod_for_all_namespaces, "ConfigMap": core.list_config_map_for_all_namespaces}[kind]
     items: list[dict[str, Any]] = []
     token = None
+    restarted = False
     while True:
         kwargs: dict[str, Any] = {
             "limit": page,
@@ -138,7 +164,13 @@ def list_all(api: k8s.ApiClient, kind: str, timeout: float, page: int = 500) -> 
         }
         if token:
             kwargs["_continue"] = token
-        body = json.loads(fn(**kwargs).data)
+        try:
+            body = json.loads(retry(lambda kwargs=kwargs: fn(**kwargs).data))
+        except ApiException as exc:
+            if exc.status != 410 or not token or restarted:
+                raise
+            items, token, restarted = [], None, True
+            continue
         for item in body.get("items", []):
             item.setdefault("kind", kind)
             items.append(item)

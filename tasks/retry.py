@@ -7,8 +7,8 @@ one place. The budget makes an outage fail fast: once spent, the next transient 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.rpc import error_details_pb2
@@ -77,8 +77,8 @@ class Caller:
         asked = server_retry_delay(state.outcome.exception()) if state.outcome else None
         return min(max(backoff, asked or 0.0), max(self.limits.backoff_max_seconds, asked or 0.0))
 
-    def _should_retry(self, exc: BaseException) -> bool:
-        if not is_transient(exc):
+    def _should_retry(self, exc: BaseException, transient: Callable[[BaseException], bool]) -> bool:
+        if not transient(exc):
             return False
         if not self.budget.take():
             return False
@@ -86,19 +86,41 @@ class Caller:
             self.retries += 1
         return True
 
-    def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Call `fn(*args, retry=None, timeout=..., **kwargs)` and retry transient failures."""
-        kwargs.setdefault("retry", None)
-        kwargs.setdefault("timeout", self.limits.call_timeout_seconds)
+    def _retrying(self, transient: Callable[[BaseException], bool]) -> Retrying:
         extra = {"sleep": self._sleep} if self._sleep else {}
-        retrying = Retrying(
-            retry=retry_if_exception(self._should_retry),
+        return Retrying(
+            retry=retry_if_exception(lambda exc: self._should_retry(exc, transient)),
             stop=stop_after_attempt(self.limits.max_attempts),
             wait=self._wait,
             reraise=True,
             **extra,
         )
-        return retrying(self._bounded, fn, *args, **kwargs)
+
+    def call(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Call `fn(*args, retry=None, timeout=..., **kwargs)` and retry transient failures."""
+        kwargs.setdefault("retry", None)
+        kwargs.setdefault("timeout", self.limits.call_timeout_seconds)
+        return self._retrying(is_transient)(self._bounded, fn, *args, **kwargs)
+
+    def retry(self, fn: Callable[[], T], transient: Callable[[BaseException], bool]) -> T:
+        """`fn()` with the same policy and budget, for another protocol's calls (`transient` says which of its
+        errors are worth another try); not bounded by the Google API call slots."""
+        return self._retrying(transient)(fn)
+
+    def pages(self, fn: Callable[..., Any], request: dict[str, Any], field: str) -> Iterator[Any]:
+        """Every item of a paged list method, each page fetched as one call with the retry policy.
+
+        The generated pager would fetch the pages after the first outside any retry (`retry=None` is passed on
+        to every page), so one transient error on page 2 would lose the rest of the list: each page is asked for
+        here instead, with the previous page's token, and only the pager's first page is read.
+        """
+        token = ""
+        while True:
+            page = self.call(fn, request={**request, "page_token": token} if token else request)
+            yield from getattr(page, field)  # the pager answers its first page's fields
+            token = page.next_page_token
+            if not token:
+                return
 
     def once(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """One attempt, no retry: for mutations, whose retry must first re-read what the attempt did."""

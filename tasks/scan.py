@@ -216,10 +216,13 @@ class Scanner:
             )
         return reading, self.now()
 
+    def _retry(self, fn: Callable[[], Any]) -> Any:
+        return self.rt.caller.retry(fn, kube.is_transient)
+
     def _culprits(self, api: k8s.ApiClient) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str | None]:
         try:
-            pods = kube.list_all(api, "Pod", self.cfg.request_timeout_seconds)
-            maps = kube.list_all(api, "ConfigMap", self.cfg.request_timeout_seconds)
+            pods = kube.list_all(api, "Pod", self.cfg.request_timeout_seconds, retry=self._retry)
+            maps = kube.list_all(api, "ConfigMap", self.cfg.request_timeout_seconds, retry=self._retry)
         except Exception as exc:  # noqa: BLE001 - reported as a reason, never fatal
             return [], [], kube.explain(exc, "listing pods and configmaps")
         found = [c for obj in pods + maps for c in find_culprits(obj)]
