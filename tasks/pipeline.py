@@ -240,7 +240,7 @@ class WaveRun:
             rec, scan = item
             try:
                 run = start(rec, scan)
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - kept and raised by run_wave once the wave stops
                 self.done(rec, None, exc)
                 return
             self.done(rec, run)
