@@ -136,8 +136,8 @@ def drained(redis_client: Any) -> bool:
 
 
 def wait_exited(stack: Deployed, flow_run_ids: list[str], timeout: float) -> None:
-    """Until the process of each flow run (its `infrastructure_pid`, "host:pid") has exited."""
-    pids = [int(stack.flow_run(i)["infrastructure_pid"].rsplit(":", 1)[1]) for i in flow_run_ids]
+    """Until the process of each flow run (its `infrastructure_pid`: the pid, or "host:pid") has exited."""
+    pids = [int(stack.flow_run(i)["infrastructure_pid"].rsplit(":", 1)[-1]) for i in flow_run_ids]
     eventually(
         lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
         timeout,
