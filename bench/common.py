@@ -7,7 +7,7 @@
 - `run_measurement`: runs one measurement in a fresh child process (`python bench/X.py --child MODE ...`) so each
   gets its own peak RSS (VmHWM) and start-up state; the child prints one JSON line (`emit`).
 - `CallCounter`: counts every gRPC call Portcullis makes, by method, through a client interceptor installed on
-  the channels `tasks.clients.build_clients` creates (pages fetched by a pager included).
+  the channels `tasks.access.clients.build_clients` creates (pages fetched by a pager included).
 - `/proc` readers (peak RSS, CPU seconds), the load average, and markdown tables.
 """
 
@@ -234,7 +234,9 @@ class CallCounter:
         def channel(*args: Any, **kwargs: Any) -> grpc.Channel:
             return grpc.intercept_channel(original(*args, **kwargs), _Count())
 
-        grpc.insecure_channel = channel  # tasks.clients calls grpc.insecure_channel for plaintext endpoints
+        grpc.insecure_channel = (
+            channel  # tasks.access.clients calls grpc.insecure_channel for plaintext endpoints
+        )
         return self
 
     def total(self) -> int:

@@ -58,9 +58,9 @@ GOAL_MB = 400.0
 def child_plain(config_path: str) -> None:
     counter = CallCounter().install()
     from config.schema import load_config
-    from tasks.discovery import discover_clusters
-    from tasks.inventory import Inventory
-    from tasks.runtime import Runtime
+    from tasks.access.runtime import Runtime
+    from tasks.inventory.discovery import discover_clusters
+    from tasks.inventory.records import Inventory
 
     rt = Runtime.build(load_config(config_path))
     c0, t0 = time.process_time(), time.perf_counter()

@@ -614,7 +614,7 @@ def real_time_projection(manual: dict[str, Any], ours: dict[str, Any], est: dict
     are ignored), and the default 300 s soak after each wave but the last.
     """
     from config.schema import Rollout
-    from tasks.waves import default_waves
+    from tasks.change.waves import default_waves
 
     per_cluster = operation_seconds(ours["fleet"])
     timings = ours["fleet"].spec.timings

@@ -174,12 +174,12 @@ def child_flow(config_path: str) -> None:
 
     import flows.rollout
     from config.schema import load_config
-    from tasks.discovery import discover_projects, list_clusters
-    from tasks.inventory import Inventory
-    from tasks.plan import Change, plan_cluster
-    from tasks.rollout import outside_rollout
-    from tasks.runtime import Runtime
-    from tasks.state import PortState
+    from tasks.access.runtime import Runtime
+    from tasks.change.plan import Change, plan_cluster
+    from tasks.change.rollout import outside_rollout
+    from tasks.inventory.discovery import discover_projects, list_clusters
+    from tasks.inventory.records import Inventory
+    from tasks.inventory.state import PortState
 
     # The plan, from a plain inventory before the rollout (not timed): what the rollout should change.
     rt = Runtime.build(load_config(config_path))
@@ -195,8 +195,8 @@ def child_flow(config_path: str) -> None:
     rt.close()
     counter.counts.clear()
 
-    import tasks.apply
-    from tasks.apply import Applier, OperationSlots
+    import tasks.change.apply
+    from tasks.change.apply import Applier, OperationSlots
 
     # Instrumentation (timestamps only; the product code runs unchanged): each wave, each cluster's verdict
     # arriving and its disable_cluster, each operation from send to seen DONE, each wait for an operation slot.
@@ -261,7 +261,7 @@ def child_flow(config_path: str) -> None:
     flows.rollout.WaveRun.verdict = timed_verdict
     Applier._send, Applier.wait = timed_send, timed_wait
     OperationSlots.slot = timed_slot
-    assert tasks.apply.Applier is Applier
+    assert tasks.change.apply.Applier is Applier
 
     @flow(name="warm-up")
     def warm_up() -> int:

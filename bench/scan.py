@@ -12,7 +12,7 @@ checked against the fleet. Each measurement runs in a fresh child process:
 - `flow`: the scan flow end to end with Prefect (inventory, then the clusters in batches of
   `limits.clusters_per_task`, every batch at once), after a warm-up flow that starts the temporary Prefect server.
 
-Every node read is timed (wrapping `tasks.kube.read_metrics`). Reported: node readings per second while reads are
+Every node read is timed (wrapping `tasks.usage.kube.read_metrics`). Reported: node readings per second while reads are
 in flight (union of the read intervals; both readings of every node), the first round's rate, the scan's wall time
 against the window, peak RSS. Goals (issue 4): >= 200 node readings/s on 2 cores, the whole scan within one window
 + 30 s, < 500 MB. Exits 1 when a goal is missed.
@@ -100,15 +100,15 @@ def expected_verdicts(spec) -> dict[str, str]:  # noqa: ANN001
 
 
 class ReadTimer:
-    """Wraps tasks.kube.read_metrics: (round, start, end, ok) per node read."""
+    """Wraps tasks.usage.kube.read_metrics: (round, start, end, ok) per node read."""
 
     def __init__(self) -> None:
-        import tasks.kube
+        import tasks.usage.kube
 
         # (round, start, end, ok); list.append is atomic, so no lock on the hot path
         self.reads: list[tuple[int, float, float, bool]] = []
         self._seen: dict[tuple[int, str], int] = {}  # a node's two reads never overlap
-        original = tasks.kube.read_metrics
+        original = tasks.usage.kube.read_metrics
 
         def timed(api, node, timeout, max_bytes):  # noqa: ANN001, ANN202
             key = (id(api), node)
@@ -118,7 +118,7 @@ class ReadTimer:
             self.reads.append((rnd, t0, time.perf_counter(), reading.error is None))
             return reading
 
-        tasks.kube.read_metrics = timed
+        tasks.usage.kube.read_metrics = timed
 
     def summary(self) -> dict:
         reads = sorted(self.reads, key=lambda r: r[1])
@@ -150,7 +150,7 @@ def payload_bytes(rt, record) -> tuple[int, int]:  # noqa: ANN001
     """One node's /metrics payload, read raw: its size as text, and on the wire as gzip (what read_metrics asks)."""
     from kubernetes import client as k8s
 
-    from tasks import kube
+    from tasks.usage import kube
 
     api = rt.clients.kube(record.state.endpoint, record.state.ca_certificate)
     node = kube.list_nodes(api, 20)[0].name
@@ -177,10 +177,10 @@ def verdict_check(results: dict, expected: dict[str, str]) -> tuple[dict, int]:
 def child_plain(config_path: str, expected_path: str) -> None:
     from config.schema import load_config
     from flows.scan import SCANNABLE
-    from tasks.discovery import discover_projects, list_clusters
-    from tasks.inventory import Inventory
-    from tasks.runtime import Runtime
-    from tasks.scan import Scanner
+    from tasks.access.runtime import Runtime
+    from tasks.inventory.discovery import discover_projects, list_clusters
+    from tasks.inventory.records import Inventory
+    from tasks.usage.scan import Scanner
 
     expected = json.loads(Path(expected_path).read_text())
     timer = ReadTimer()

@@ -95,7 +95,7 @@ HEADER = (
 class Server:
     def __init__(self, clusters: int, projects: int, seed: int, workers: int) -> None:
         code = (
-            "from gkesim.grpcutil import serve_forever; "
+            "from gkesim.server import serve_forever; "
             f"serve_forever({clusters}, {projects}, seed={seed}, workers={workers})"
         )
         t0 = time.perf_counter()

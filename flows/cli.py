@@ -23,7 +23,7 @@ from typing import Any
 
 from config.schema import CLUSTER_PATH, ConfigError, load_config
 from flows.terminal import TerminalProgress, print_findings
-from tasks.report import console, counts_table, rows_table, write_csv
+from tasks.reporting.report import console, counts_table, rows_table, write_csv
 
 EXIT_OK, EXIT_NOT_DONE, EXIT_USAGE = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM  # 130, 143: as a shell reports them
@@ -190,7 +190,7 @@ def _rollout_summary(out: Any, report: dict[str, Any], args: argparse.Namespace)
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     from flows.rollout import rollout_flow
-    from tasks.approval import set_terminal_approver
+    from tasks.change.approval import set_terminal_approver
 
     config_path = _validated(args)
     if not args.yes and not args.dry_run:
@@ -256,9 +256,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flows.simcmd import run_demo
+    from flows.demo import run_demo
 
-    return run_demo(args)
+    return run_demo(args, main)
 
 
 # ----- parser ---------------------------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _on_signal(signum: int, frame: Any) -> None:
     """SIGINT and SIGTERM take one path: nothing new starts, and the interrupt thread winds the run down."""
-    from tasks import live
+    from tasks.reporting import live
 
     if not _signals:
         _signals.append(signum)
@@ -344,9 +344,9 @@ def _interrupted(args: argparse.Namespace) -> None:
     Runs in its own thread, so it never waits for the main thread to unwind (which would wait for every worker
     still polling an operation); worker threads see `live.stopping` and send nothing new meanwhile.
     """
-    from tasks import live
-    from tasks.probe import cleanup_all
-    from tasks.report import write_json
+    from tasks.reporting import live
+    from tasks.reporting.report import write_json
+    from tasks.usage.probe import cleanup_all
 
     live.stopping.set()
     signum = _signals[0] if _signals else signal.SIGINT
@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     global _interrupt
     previous = {}
     if threading.current_thread() is threading.main_thread() and args.command != "sim":
-        from tasks import live
+        from tasks.reporting import live
 
         _interrupt = threading.Event()
         previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -408,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threading.Event().wait()  # the interrupt thread exits the process
         raise
     finally:
-        from tasks import live
+        from tasks.reporting import live
 
         live.set_signal_handler(None)
         for sig, handler in previous.items():

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from flows.simcmd import sim_config, write_yaml
+from flows.simcmd import fleet_spec, sim_config, write_yaml
 from gkesim.server import Simulator
 from gkesim.spec import FleetSpec
 
+RunCommand = Callable[[Sequence[str]], int]  # the CLI's own entry point, handed in by flows/cli.py
 
-def demo(spec: FleetSpec, args: argparse.Namespace) -> int:
-    from flows.cli import main
 
+def run_demo(args: argparse.Namespace, run_command: RunCommand) -> int:
+    return demo(fleet_spec(args), args, run_command)
+
+
+def demo(spec: FleetSpec, args: argparse.Namespace, run_command: RunCommand) -> int:
+    """The simulator in this process and `portcullis rollout --yes` against it, through `run_command` so the
+    rollout is exactly the command an operator runs (its checks, exit status and interrupt handling)."""
     out_dir = Path("reports/demo")
     with Simulator.from_spec(spec, time_scale=args.time_scale) as sim:
         config_path = write_yaml(out_dir / "config.yaml", sim_config(sim.endpoints, spec))
@@ -21,7 +28,7 @@ def demo(spec: FleetSpec, args: argparse.Namespace) -> int:
         print(
             f"demo: simulated fleet of {len(sim.fleet.clusters)} clusters; config {config_path}", flush=True
         )
-        code = main(
+        code = run_command(
             [
                 "rollout",
                 "--yes",

@@ -24,9 +24,9 @@ from flows.plan import plan_flow
 from flows.rollout import rollout_flow
 from flows.scan import scan_flow
 from flows.verify import verify_flow
-from tasks.approval import APPROVAL_TIMEOUT_SECONDS, WaveApproval
-from tasks.report import FlowReport, utc_now, write_json
-from tasks.waves import default_waves
+from tasks.change.approval import APPROVAL_TIMEOUT_SECONDS, WaveApproval
+from tasks.change.waves import default_waves
+from tasks.reporting.report import FlowReport, utc_now, write_json
 
 # How often a paused run asks the server whether it was resumed (Prefect's default is 10 s).
 APPROVAL_POLL_SECONDS = float(os.environ.get("PORTCULLIS_APPROVAL_POLL_SECONDS", "5"))

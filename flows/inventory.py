@@ -8,11 +8,11 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import artifacts, progress
-from tasks.discovery import Finding, ProjectClusters, discover_clusters
-from tasks.inventory import Inventory
-from tasks.report import FlowReport, write_json
-from tasks.runtime import runtime_for
+from tasks.access.runtime import runtime_for
+from tasks.inventory.discovery import Finding, ProjectClusters, discover_clusters
+from tasks.inventory.records import Inventory
+from tasks.reporting import artifacts, progress
+from tasks.reporting.report import FlowReport, write_json
 
 
 @task(name="discover-and-list-clusters", cache_policy=NO_CACHE)

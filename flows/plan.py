@@ -8,13 +8,13 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.inventory import collect_inventory
-from tasks import artifacts, live
-from tasks.plan import Change, plan_cluster
-from tasks.report import FlowReport, write_json
-from tasks.rollout import outside_rollout
-from tasks.runtime import runtime_for
-from tasks.state import PortState
-from tasks.waves import assign_waves
+from tasks.access.runtime import runtime_for
+from tasks.change.plan import Change, plan_cluster
+from tasks.change.rollout import outside_rollout
+from tasks.change.waves import assign_waves
+from tasks.inventory.state import PortState
+from tasks.reporting import artifacts, live
+from tasks.reporting.report import FlowReport, write_json
 
 
 @flow(name="plan", log_prints=True)

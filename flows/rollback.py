@@ -9,15 +9,15 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.inventory import collect_inventory
-from tasks import artifacts, live
-from tasks.apply import Applier, OperationSlots
-from tasks.eligibility import version_gate
-from tasks.plan import Noop, changes, plan_cluster
-from tasks.report import FlowReport, count_by, write_json
-from tasks.rollout import GOAL, ClusterRun, Outcome
-from tasks.runtime import runtime_for
-from tasks.state import PortState
-from tasks.verify import check_nodes
+from tasks.access.runtime import runtime_for
+from tasks.change.apply import Applier, OperationSlots
+from tasks.change.plan import Noop, changes, plan_cluster
+from tasks.change.rollout import GOAL, ClusterRun, Outcome
+from tasks.change.verify import check_nodes
+from tasks.inventory.eligibility import version_gate
+from tasks.inventory.state import PortState
+from tasks.reporting import artifacts, live
+from tasks.reporting.report import FlowReport, count_by, write_json
 
 
 @flow(name="rollback", log_prints=True)

@@ -18,17 +18,17 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.inventory import collect_inventory, publish_inventory
 from flows.scan import scan_batch_task, scan_records
-from tasks import artifacts, live, progress
-from tasks.apply import Applier, OperationSlots
-from tasks.approval import ask_approval
-from tasks.inventory import ClusterRecord, Inventory, InventoryOutcome
-from tasks.pipeline import FAILING, StartCluster, WaveRun, pick_canary, run_wave
-from tasks.report import FlowReport, count_by, utc_now, write_json
-from tasks.rollout import GOAL, ClusterRun, Outcome, disable_cluster, outside_rollout
-from tasks.runtime import runtime_for
-from tasks.scan import GateDecision, Scanner, ScanResult, gate_decision
-from tasks.state import gc_frozen
-from tasks.waves import WavePlan, assign_waves
+from tasks.access.runtime import runtime_for
+from tasks.change.apply import Applier, OperationSlots
+from tasks.change.approval import ask_approval
+from tasks.change.pipeline import FAILING, StartCluster, WaveRun, pick_canary, run_wave
+from tasks.change.rollout import GOAL, ClusterRun, Outcome, disable_cluster, outside_rollout
+from tasks.change.waves import WavePlan, assign_waves
+from tasks.inventory.records import ClusterRecord, Inventory, InventoryOutcome
+from tasks.inventory.state import gc_frozen
+from tasks.reporting import artifacts, live, progress
+from tasks.reporting.report import FlowReport, count_by, utc_now, write_json
+from tasks.usage.scan import GateDecision, Scanner, ScanResult, gate_decision
 
 
 @task(name="disable-cluster", task_run_name="disable-cluster {record.path}", cache_policy=NO_CACHE)

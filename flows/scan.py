@@ -10,11 +10,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.inventory import collect_inventory, publish_inventory
-from tasks import artifacts, live, progress
-from tasks.inventory import ClusterRecord, InventoryOutcome
-from tasks.report import FlowReport, count_by, write_json
-from tasks.runtime import runtime_for
-from tasks.scan import Scanner, ScanResult, gate_decision
+from tasks.access.runtime import runtime_for
+from tasks.inventory.records import ClusterRecord, InventoryOutcome
+from tasks.reporting import artifacts, live, progress
+from tasks.reporting.report import FlowReport, count_by, write_json
+from tasks.usage.scan import Scanner, ScanResult, gate_decision
 
 SCANNABLE = {
     InventoryOutcome.NEEDS_DISABLE,

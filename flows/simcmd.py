@@ -46,7 +46,7 @@ def write_yaml(path: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def _spec(args: argparse.Namespace) -> FleetSpec:
+def fleet_spec(args: argparse.Namespace) -> FleetSpec:
     if getattr(args, "clusters", None):
         from gkesim.generate import generate_fleet
 
@@ -60,7 +60,7 @@ def _spec(args: argparse.Namespace) -> FleetSpec:
 
 
 def run_sim(args: argparse.Namespace) -> int:
-    spec = _spec(args)
+    spec = fleet_spec(args)
     sim = Simulator.from_spec(spec, time_scale=args.time_scale)
     endpoints = sim.start()
     # The fleet lives as long as this process: keep it out of the cyclic collector's full passes, which otherwise
@@ -94,10 +94,3 @@ def run_sim(args: argparse.Namespace) -> int:
         sim.stop()
         print(json.dumps({"invariants": sim.fleet.invariant_report()}, indent=2, default=str), flush=True)
     return 0
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from flows.demo import demo
-
-    spec = _spec(args)
-    return demo(spec, args)

@@ -1,4 +1,4 @@
-"""The terminal side of long work: a rich progress bar fed by tasks.progress, and findings printed plainly."""
+"""The terminal side of long work: a rich progress bar fed by tasks.reporting.progress, and findings printed plainly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from tasks import progress
+from tasks.reporting import progress
 
 
 class TerminalProgress:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.inventory import collect_inventory, publish_inventory
-from tasks import artifacts, live
-from tasks.report import FlowReport, count_by, write_json
-from tasks.verify import check_levels
+from tasks.change.verify import check_levels
+from tasks.reporting import artifacts, live
+from tasks.reporting.report import FlowReport, count_by, write_json
 
 
 @flow(name="verify", log_prints=True)

@@ -1,4 +1,5 @@
-"""Shared plumbing for the simulator's gRPC services: unary handlers, rich error statuses, a standalone server.
+"""Shared plumbing for the simulator's gRPC services: unary handlers and rich error statuses (the server that
+assembles them is gkesim/server.py).
 
 Handlers return the response already serialized (bytes), so a read can serialize the fleet's own message once,
 under the fleet lock, instead of copying it into a second message first.
@@ -7,9 +8,7 @@ under the fleet lock, instead of copying it into a second message first.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -82,44 +81,3 @@ def unary(
 
 def invalid(message: str) -> SimError:
     return SimError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def build_server(
-    fleet: Any, host: str = "127.0.0.1", port: int = 0, workers: int = 64
-) -> tuple[grpc.Server, int]:
-    """A started gRPC server with the Container and Resource Manager services of this fleet."""
-    from gkesim.container import container_handlers
-    from gkesim.resourcemanager import resourcemanager_handlers
-
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gkesim-grpc"),
-        options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
-    )
-    server.add_generic_rpc_handlers(tuple(container_handlers(fleet) + resourcemanager_handlers(fleet)))
-    bound = server.add_insecure_port(f"{host}:{port}")
-    server.start()
-    return server, bound
-
-
-def serve_forever(
-    clusters: int, projects: int, seed: int = 0, host: str = "127.0.0.1", port: int = 0, workers: int = 64
-) -> None:
-    """Generate a fleet and serve it until stdin closes; prints `READY <port> <build seconds>` once listening.
-
-    For benchmarks that need the server in its own process (its own GIL):
-    `python -c "from gkesim.grpcutil import serve_forever; serve_forever(10000, 500)"`.
-    """
-    import time
-
-    from gkesim.fleet import Fleet
-    from gkesim.generate import generate_fleet
-
-    t0 = time.perf_counter()
-    fleet = Fleet(generate_fleet(clusters, projects, seed=seed))
-    built = time.perf_counter() - t0
-    server, bound = build_server(fleet, host, port, workers)
-    print(f"READY {bound} {built:.2f}", flush=True)
-    try:
-        sys.stdin.read()  # the parent closes our stdin (or dies) to stop us
-    finally:
-        server.stop(grace=None)

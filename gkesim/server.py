@@ -5,6 +5,7 @@ Used the same way by `portcullis sim`, `portcullis demo`, the tests and the benc
 
 from __future__ import annotations
 
+import sys
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,18 +60,7 @@ class Simulator:
         return cls.from_spec(load_fleet_spec(path), time_scale, **kwargs)
 
     def start(self) -> Endpoints:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._grpc_workers, thread_name_prefix="gkesim-grpc"),
-            options=[
-                ("grpc.max_send_message_length", 64 << 20),
-                ("grpc.max_receive_message_length", 64 << 20),
-            ],
-        )
-        server.add_generic_rpc_handlers(
-            tuple(container_handlers(self.fleet) + resourcemanager_handlers(self.fleet))
-        )
-        port = server.add_insecure_port(f"{self.host}:0")
-        server.start()
+        server, port = build_server(self.fleet, self.host, 0, self._grpc_workers)
         self._grpc = server
         kube_port = self.kube.start()
         rest = None
@@ -99,3 +89,40 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def build_server(
+    fleet: Any, host: str = "127.0.0.1", port: int = 0, workers: int = 64
+) -> tuple[grpc.Server, int]:
+    """A started gRPC server with the Container and Resource Manager services of this fleet."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gkesim-grpc"),
+        options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+    )
+    server.add_generic_rpc_handlers(tuple(container_handlers(fleet) + resourcemanager_handlers(fleet)))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    return server, bound
+
+
+def serve_forever(
+    clusters: int, projects: int, seed: int = 0, host: str = "127.0.0.1", port: int = 0, workers: int = 64
+) -> None:
+    """Generate a fleet and serve it until stdin closes; prints `READY <port> <build seconds>` once listening.
+
+    For benchmarks that need the server in its own process (its own GIL):
+    `python -c "from gkesim.server import serve_forever; serve_forever(10000, 500)"`.
+    """
+    import time
+
+    from gkesim.generate import generate_fleet
+
+    t0 = time.perf_counter()
+    fleet = Fleet(generate_fleet(clusters, projects, seed=seed))
+    built = time.perf_counter() - t0
+    server, bound = build_server(fleet, host, port, workers)
+    print(f"READY {bound} {built:.2f}", flush=True)
+    try:
+        sys.stdin.read()  # the parent closes our stdin (or dies) to stop us
+    finally:
+        server.stop(grace=None)

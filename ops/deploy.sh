@@ -99,7 +99,7 @@ wait_for 180 server curl -sf "http://127.0.0.1:$PORT/api/health"
 "$BIN/prefect" work-pool inspect "$POOL" >/dev/null 2>&1 ||
   "$BIN/prefect" work-pool create "$POOL" --type process >/dev/null
 say "work pool $POOL (process)"
-"$BIN/python" -m tasks.limits --config "$CONFIG" | sed 's/^/deploy: /'
+"$BIN/python" -m tasks.access.limits --config "$CONFIG" | sed 's/^/deploy: /'
 PORTCULLIS_CONFIG=$CONFIG "$BIN/prefect" --no-prompt deploy --all >"$STATE/deploy.log" 2>&1 || {
   tail -n 40 "$STATE/deploy.log" >&2
   exit 1

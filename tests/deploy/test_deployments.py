@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from config.schema import parse_config
-from tasks import limits
-from tasks.apply import OperationSlots
-from tasks.retry import Caller
+from tasks.access import limits
+from tasks.access.retry import Caller
+from tasks.change.apply import OperationSlots
 from tests.deploy.stack import REPO
 
 OK = {"scope": {"organization": "123456789012"}}
@@ -167,7 +167,9 @@ def test_a_configured_limit_the_server_lacks_is_an_error_not_no_limit(
     monkeypatch.setattr(limits, "_client", lambda: FakeClient(known=False))
     monkeypatch.setattr(prefect_limits, "rate_limit", missing)
     with (
-        pytest.raises(limits.LimitMissing, match=r"rollout\.prefect_mutation_limit.*python -m tasks.limits"),
+        pytest.raises(
+            limits.LimitMissing, match=r"rollout\.prefect_mutation_limit.*python -m tasks.access.limits"
+        ),
         limits.mutation_slot("muts"),
     ):
         pass

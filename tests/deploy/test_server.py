@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from config.schema import parse_config
-from tasks import limits
+from tasks.access import limits
 from tests.deploy.stack import Deployed
 
 pytestmark = pytest.mark.slow

@@ -157,7 +157,7 @@ def test_bad_cluster_filter_is_a_usage_error(capsys) -> None:
 
 def _records(sim: Any, tmp_path: Path, waves: list[dict[str, Any]]):
     from config.schema import load_config
-    from tasks.waves import assign_waves
+    from tasks.change.waves import assign_waves
     from tests.integration.helpers import inventory
 
     path = tmp_path / "w.yaml"

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from config.schema import load_config
-from tasks.discovery import discover_projects, list_clusters
-from tasks.inventory import Inventory
-from tasks.runtime import Runtime
+from tasks.access.runtime import Runtime
+from tasks.inventory.discovery import discover_projects, list_clusters
+from tasks.inventory.records import Inventory
 
 
 def runtime(config_path: Path) -> Runtime:

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from tasks.discovery import discover_clusters, discover_projects, list_clusters
-from tasks.inventory import Inventory, InventoryOutcome
-from tasks.state import PortState
+from tasks.inventory.discovery import discover_clusters, discover_projects, list_clusters
+from tasks.inventory.records import Inventory, InventoryOutcome
+from tasks.inventory.state import PortState
 from tests.integration.helpers import by_name, inventory, path, runtime
 
 FLEET = {
@@ -199,8 +199,8 @@ def test_list_clusters_errors_and_retries_as_the_generated_client(make_sim, writ
     from google.api_core import exceptions as gexc
     from google.cloud import container_v1
 
-    from tasks.discovery import _raw_list_clusters
-    from tasks.retry import server_retry_delay
+    from tasks.access.retry import server_retry_delay
+    from tasks.inventory.discovery import _raw_list_clusters
 
     sim = make_sim(FLEET)
     rt = runtime(write_config(sim))

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tasks import kube
+from tasks.usage import kube
 from tests.integration.helpers import inventory, runtime
 
 # 120 projects under the organization (three pages of 50), 60 folders under it (two pages), one project each.

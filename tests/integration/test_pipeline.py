@@ -1,4 +1,4 @@
-"""A pipelined wave (tasks/pipeline.py) against the simulator, whichever way its scan batches report verdicts.
+"""A pipelined wave (tasks/change/pipeline.py) against the simulator, whichever way its scan batches report verdicts.
 
 The rollout flow passes a Prefect task that reports each cluster's verdict as soon as its readings are in; these
 tests pass plain callables that report nothing early (a scanner that only returns its results) or fail outright,
@@ -13,12 +13,12 @@ import time
 import pytest
 
 from config.schema import Wave
-from tasks import progress
-from tasks.apply import Applier, OperationSlots
-from tasks.pipeline import WaveRun, run_wave
-from tasks.rollout import Outcome, disable_cluster
-from tasks.scan import Scanner, gate_decision
-from tasks.waves import WavePlan
+from tasks.change.apply import Applier, OperationSlots
+from tasks.change.pipeline import WaveRun, run_wave
+from tasks.change.rollout import Outcome, disable_cluster
+from tasks.change.waves import WavePlan
+from tasks.reporting import progress
+from tasks.usage.scan import Scanner, gate_decision
 from tests.integration.helpers import by_name, inventory, path, runtime
 
 P = "pipe-proj"

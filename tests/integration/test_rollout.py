@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from google.cloud import container_v1
 
-from tasks.apply import Applier, OperationSlots
-from tasks.rollout import Outcome, disable_cluster
-from tasks.scan import GateDecision
+from tasks.change.apply import Applier, OperationSlots
+from tasks.change.rollout import Outcome, disable_cluster
+from tasks.usage.scan import GateDecision
 from tests.integration.helpers import by_name, inventory, path, runtime
 
 CLEAR = GateDecision(True, "clear (test)")

@@ -216,7 +216,7 @@ def test_default_canary_is_exercised_even_when_its_first_choice_is_blocked(
     spare whose gate passes (another project first) stands in, so the canary wave really changes a cluster."""
     from config.schema import load_config
     from flows.rollout import rollout_flow
-    from tasks.waves import assign_waves
+    from tasks.change.waves import assign_waves
     from tests.integration.helpers import inventory
 
     sim = make_sim(CANARY_FLEET, time_scale=0.005)

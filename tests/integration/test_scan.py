@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import kube
-from tasks.scan import Scanner, Verdict, gate_decision
+from tasks.usage import kube
+from tasks.usage.scan import Scanner, Verdict, gate_decision
 from tests.integration.helpers import by_name, inventory, path, runtime
 
 FAST = {

@@ -208,8 +208,8 @@ def test_token_never_appears_in_any_output(secure_run) -> None:
 def test_token_is_not_in_exception_text_or_reprs(make_sim, tmp_path, capsys) -> None:
     from config.schema import load_config
     from flows.cli import main
-    from tasks import kube
-    from tasks.runtime import Runtime
+    from tasks.access.runtime import Runtime
+    from tasks.usage import kube
 
     sim = make_sim({"organization": "1", "projects": [{"id": "secure-other", "clusters": [{"name": "c"}]}]})
     # a config error next to the token: the message names the problem, never the values around it
@@ -262,7 +262,7 @@ def test_tls_is_always_verified(secure_run) -> None:
 
 
 def test_probe_asks_for_nothing_more(secure_run) -> None:
-    from tasks.probe import probe_objects as manifest
+    from tasks.usage.probe import probe_objects as manifest
 
     created = secure_run["recorder"].bodies
     static = manifest("portcullis-probe-test", "image", 20)

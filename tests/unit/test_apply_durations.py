@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.cloud import container_v1
 
-from tasks.apply import Durations, poll_delays
+from tasks.change.apply import Durations, poll_delays
 
 DONE = container_v1.Operation(status=container_v1.Operation.Status.DONE)
 FAILED = container_v1.Operation(status=container_v1.Operation.Status.DONE, error={"code": 13, "message": "x"})

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tasks.culprits import ADVICE, Agent, Confidence, Culprit, find_culprits, mentions_port
+from tasks.usage.culprits import ADVICE, Agent, Confidence, Culprit, find_culprits, mentions_port
 
 EXP, IMP, SUS = Confidence.EXPLICIT, Confidence.IMPLIED, Confidence.SUSPECTED
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.eligibility import SAFE_PATH, SAFE_POOL, _safe_location, _safe_name, _safe_project, _too_old
-from tasks.versions import MIN_PORT_VERSION, parse_version
+from tasks.inventory.eligibility import (
+    SAFE_PATH,
+    SAFE_POOL,
+    _safe_location,
+    _safe_name,
+    _safe_project,
+    _too_old,
+)
+from tasks.inventory.versions import MIN_PORT_VERSION, parse_version
 
 PART = st.text(alphabet="abz09-/_.A \n", max_size=8)
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.metrics import (
+from tasks.usage.metrics import (
     METRIC,
     FilterResult,
     GzipError,

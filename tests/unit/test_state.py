@@ -9,7 +9,7 @@ from google.cloud import container_v1
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.state import PortState, cluster_state, kubelet_dict, kubelet_from_dict, port_state
+from tasks.inventory.state import PortState, cluster_state, kubelet_dict, kubelet_from_dict, port_state
 
 INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 TEXT = st.text(max_size=12)
@@ -142,7 +142,7 @@ def test_gc_paused_nests_and_restores() -> None:
     import gc
     import threading
 
-    from tasks.state import gc_paused
+    from tasks.inventory.state import gc_paused
 
     assert gc.isenabled()
     with gc_paused():

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.versions import MIN_PORT_VERSION, GkeVersion, parse_version, supports_port_setting
+from tasks.inventory.versions import MIN_PORT_VERSION, GkeVersion, parse_version, supports_port_setting
 
 PARSED = [
     ("1.27.3-gke.1700", (1, 27, 3, 1700)),

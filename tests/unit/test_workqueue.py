@@ -1,11 +1,11 @@
-"""The scan's shared work queue (tasks/runtime.py): due tasks first, most urgent first, never more workers than set."""
+"""The scan's shared work queue (tasks/access/runtime.py): due tasks first, most urgent first, never more workers than set."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from tasks.runtime import WorkQueue
+from tasks.access.runtime import WorkQueue
 
 
 def test_most_urgent_ready_task_runs_first_and_delayed_tasks_wait() -> None:

@@ -13,7 +13,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from tasks import progress
+from tasks.reporting import progress
 
 MAX_TABLE_ROWS = 2000  # the UI struggles past this; the JSON report has everything
 

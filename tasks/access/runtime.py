@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.schema import Config, load_config
-from tasks.clients import Clients, build_clients
-from tasks.retry import Caller
+from tasks.access.clients import Clients, build_clients
+from tasks.access.retry import Caller
 
 log = logging.getLogger(__name__)
 

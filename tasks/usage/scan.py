@@ -19,13 +19,13 @@ from typing import Any
 from kubernetes import client as k8s
 
 from config.schema import Gate
-from tasks import kube
-from tasks.culprits import find_culprits
-from tasks.inventory import ClusterRecord
-from tasks.metrics import NodeReading, ProbeLog, increase
-from tasks.probe import Probe, ProbeError, has_real_workload
-from tasks.runtime import Runtime
-from tasks.state import Mode, gc_paused
+from tasks.access.runtime import Runtime
+from tasks.inventory.records import ClusterRecord
+from tasks.inventory.state import Mode, gc_paused
+from tasks.usage import kube
+from tasks.usage.culprits import find_culprits
+from tasks.usage.metrics import NodeReading, ProbeLog, increase
+from tasks.usage.probe import Probe, ProbeError, has_real_workload
 
 
 class Verdict(StrEnum):

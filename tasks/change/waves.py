@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass, field
 
 from config.schema import Rollout, Selector, Wave
-from tasks.eligibility import Eligibility
-from tasks.inventory import ClusterRecord
-from tasks.plan import changes, plan_cluster, work_estimate
-from tasks.state import PortState
+from tasks.change.plan import changes, plan_cluster, work_estimate
+from tasks.inventory.eligibility import Eligibility
+from tasks.inventory.records import ClusterRecord
+from tasks.inventory.state import PortState
 
 CANARY_SPARES = 4  # stand-ins scanned with the default canary, tried in order when its gate blocks
 

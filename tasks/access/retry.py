@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from config.schema import Limits
-from tasks.limits import take_call_slot
+from tasks.access.limits import take_call_slot
 
 T = TypeVar("T")
 

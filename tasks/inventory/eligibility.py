@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tasks.state import ClusterState, Mode
-from tasks.versions import MIN_PORT_VERSION, parse_version
+from tasks.inventory.state import ClusterState, Mode
+from tasks.inventory.versions import MIN_PORT_VERSION, parse_version
 
 MIN_TEXT = "1.26.4-gke.500"
 

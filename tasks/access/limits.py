@@ -1,6 +1,6 @@
 """Limits shared by every worker: Prefect global concurrency and rate limits, kept on the Prefect server.
 
-The in-process bounds (tasks/apply.py `OperationSlots`, tasks/retry.py `Caller`) hold within one flow run. When
+The in-process bounds (tasks/change/apply.py `OperationSlots`, tasks/access/retry.py `Caller`) hold within one flow run. When
 several workers run waves at once, GKE's quotas are per project and per organization, not per run, so two
 optional server-side limits bound the fleet as a whole:
 
@@ -11,7 +11,7 @@ optional server-side limits bound the fleet as a whole:
 
 Unset (the default) costs nothing: the helpers return at once, with no Prefect client and no server round trip.
 Set, a missing limit is an error, never a silent "no limit": `make deploy` creates both from the config
-(`python -m tasks.limits --config FILE`).
+(`python -m tasks.access.limits --config FILE`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _missing(name: str, key: str, exc: Exception) -> LimitMissing:
     where = PREFECT_API_URL.value() or "the temporary Prefect server (PREFECT_API_URL is not set)"
     return LimitMissing(
         f"the Prefect limit {name!r} named by {key} could not be used on {where}: {exc}. "
-        f"Create it with `python -m tasks.limits --config CONFIG` (make deploy does), or unset {key}."
+        f"Create it with `python -m tasks.access.limits --config CONFIG` (make deploy does), or unset {key}."
     )
 
 
@@ -198,7 +198,7 @@ def ensure_limits(config: Config) -> list[LimitSpec]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tasks.limits",
+        prog="python -m tasks.access.limits",
         description="Create or update the Prefect global concurrency and rate limits a Portcullis config names.",
     )
     parser.add_argument("--config", required=True, help="Portcullis configuration file (YAML)")

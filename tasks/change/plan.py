@@ -12,8 +12,8 @@ from typing import Any
 
 from google.cloud import container_v1
 
-from tasks.eligibility import MIN_TEXT, VersionGate
-from tasks.state import PORT_FIELD, ClusterState, Level, Mode, PortState, kubelet_from_dict
+from tasks.inventory.eligibility import MIN_TEXT, VersionGate
+from tasks.inventory.state import PORT_FIELD, ClusterState, Level, Mode, PortState, kubelet_from_dict
 
 
 @dataclass(frozen=True)

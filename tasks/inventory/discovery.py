@@ -22,9 +22,9 @@ from google.cloud.container_v1.services.cluster_manager.transports.base import (
 )
 
 from config.schema import Scope
-from tasks.clients import Clients
-from tasks.retry import Caller
-from tasks.state import ClusterState, cluster_state, gc_paused
+from tasks.access.clients import Clients
+from tasks.access.retry import Caller
+from tasks.inventory.state import ClusterState, cluster_state, gc_paused
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks import kube
-from tasks.eligibility import Eligibility, VersionGate
-from tasks.runtime import Runtime
-from tasks.state import ClusterState, Mode, PortState
+from tasks.access.runtime import Runtime
+from tasks.inventory.eligibility import Eligibility, VersionGate
+from tasks.inventory.state import ClusterState, Mode, PortState
+from tasks.usage import kube
 
 
 @dataclass

@@ -17,7 +17,7 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tasks.metrics import GzipError, NodeReading, gunzip, read_node_metrics
+from tasks.usage.metrics import GzipError, NodeReading, gunzip, read_node_metrics
 
 T = TypeVar("T")
 POOL_LABEL = "cloud.google.com/gke-nodepool"

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from config.schema import Config, Gate
-from tasks import live, progress
-from tasks.apply import region_of
-from tasks.inventory import ClusterRecord
-from tasks.plan import plan_cluster, work_estimate
-from tasks.rollout import ClusterRun, Outcome
-from tasks.scan import ScanResult, Verdict, gate_decision
-from tasks.state import PortState
-from tasks.waves import WavePlan
+from tasks.change.apply import region_of
+from tasks.change.plan import plan_cluster, work_estimate
+from tasks.change.rollout import ClusterRun, Outcome
+from tasks.change.waves import WavePlan
+from tasks.inventory.records import ClusterRecord
+from tasks.inventory.state import PortState
+from tasks.reporting import live, progress
+from tasks.usage.scan import ScanResult, Verdict, gate_decision
 
 # A batch of clusters scanned (one Prefect task run), reporting each verdict to the callable as it comes.
 ScanBatch = Callable[[list[ClusterRecord], progress.Phase, Callable[[ScanResult], None]], list[ScanResult]]

@@ -19,9 +19,9 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tasks import live
-from tasks.kube import _timeout
-from tasks.metrics import ProbeLog, parse_probe_log_lines
+from tasks.reporting import live
+from tasks.usage.kube import _timeout
+from tasks.usage.metrics import ProbeLog, parse_probe_log_lines
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "portcullis", "app.kubernetes.io/name": "portcullis-probe"}
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "gke-", "gmp-", "portcullis-probe-")

@@ -21,13 +21,13 @@ from google.api_core import exceptions as gexc
 from google.cloud import container_v1
 
 from config.schema import Rollout
-from tasks import live
-from tasks.limits import mutation_slot
-from tasks.plan import Change, current_kubelet, current_port, with_port
-from tasks.report import utc_now
-from tasks.retry import is_transient
-from tasks.runtime import Runtime
-from tasks.state import ClusterState, Level, Mode, cluster_state, kubelet_from_dict
+from tasks.access.limits import mutation_slot
+from tasks.access.retry import is_transient
+from tasks.access.runtime import Runtime
+from tasks.change.plan import Change, current_kubelet, current_port, with_port
+from tasks.inventory.state import ClusterState, Level, Mode, cluster_state, kubelet_from_dict
+from tasks.reporting import live
+from tasks.reporting.report import utc_now
 
 DONE = container_v1.Operation.Status.DONE
 _TARGET = re.compile(r"/(?:locations|zones)/([^/]+)/clusters/([^/]+)")

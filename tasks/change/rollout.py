@@ -11,13 +11,13 @@ from typing import Any
 
 from google.api_core.exceptions import GoogleAPICallError
 
-from tasks.apply import Applier, ChangeResult, OperationTimeout
-from tasks.eligibility import Eligibility, version_gate
-from tasks.inventory import ClusterRecord, InventoryOutcome
-from tasks.plan import Noop, changes, plan_cluster
-from tasks.scan import GateDecision, ScanResult
-from tasks.state import ClusterState, PortState
-from tasks.verify import check_levels, check_nodes
+from tasks.change.apply import Applier, ChangeResult, OperationTimeout
+from tasks.change.plan import Noop, changes, plan_cluster
+from tasks.change.verify import check_levels, check_nodes
+from tasks.inventory.eligibility import Eligibility, version_gate
+from tasks.inventory.records import ClusterRecord, InventoryOutcome
+from tasks.inventory.state import ClusterState, PortState
+from tasks.usage.scan import GateDecision, ScanResult
 
 
 class Outcome(StrEnum):

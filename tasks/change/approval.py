@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect.input import RunInput
 
-from tasks.report import utc_now
+from tasks.reporting.report import utc_now
 
 APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600  # a paused rollout waits a week for its operator, then fails
 

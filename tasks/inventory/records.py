@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from tasks.discovery import Finding, ProjectClusters
-from tasks.eligibility import Eligibility, VersionGate, version_gate
-from tasks.state import ClusterState, gc_paused
+from tasks.inventory.discovery import Finding, ProjectClusters
+from tasks.inventory.eligibility import Eligibility, VersionGate, version_gate
+from tasks.inventory.state import ClusterState, gc_paused
 
 
 class InventoryOutcome(StrEnum):
